@@ -1,0 +1,233 @@
+"""``slimserve build``: train? -> export -> optimize -> compress -> validate (gate) -> manifest
+-> bundle -> report. Each step is a function in its own module; this one only sequences them,
+shows progress and guarantees that a failed build leaves nothing that looks valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build.bundle import BundleReport, build_zip, sha256_file
+from build.compress import compress, optimize
+from build.config import BuildConfig, ConfigError, load_config
+from build.progress import Steps
+from build.report import write_plot, write_report
+from build.source import load_callable, load_torch_model
+from build.validate import GateResult, batched, classification_gate, cosine_gate, onnx_predictor, torch_predictor
+from handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
+
+MODEL_FILE = "model.onnx"
+ZIP_FILE = "lambda.zip"
+REPORT_FILE = "report.md"
+PLOT_FILE = "report.png"
+WORK_DIR = "work"
+REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
+# What a successful build leaves; all of it is removed first and on failure.
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE)
+
+
+class GateFailed(RuntimeError):
+    def __init__(self, gate: GateResult) -> None:
+        super().__init__(gate.explain())
+        self.gate = gate
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: Manifest
+    gate: GateResult
+    bundle: BundleReport | None
+
+
+def default_out(config: BuildConfig) -> Path:
+    return Path("dist") / config.name
+
+
+def api_outputs(config: BuildConfig) -> list[TensorSpec]:
+    """What the API returns: the model's outputs plus the task's extras."""
+    outputs = list(config.export.outputs)
+    if config.task == "classification":
+        outputs += [
+            TensorSpec(name="label", datatype="BYTES", shape=[-1, -1]),
+            TensorSpec(name="score", datatype="FP32", shape=[-1, -1]),
+        ]
+    return outputs
+
+
+def load_dataset(config: BuildConfig, reference: str, what: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    loader = load_callable(config, reference, what)
+    data = loader()
+    if not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], dict)):
+        raise ConfigError(f"{what} {reference} must return (inputs: dict[name, array], labels: array)")
+    inputs, labels = data
+    expected = {spec.name for spec in config.export.inputs}
+    if set(inputs) != expected:
+        raise ConfigError(f"{what} {reference} returned inputs {sorted(inputs)}, the model takes {sorted(expected)}")
+    return {name: np.asarray(array) for name, array in inputs.items()}, np.asarray(labels)
+
+
+class _CalibrationReader:
+    """onnxruntime CalibrationDataReader over in-memory arrays, one sample per feed."""
+
+    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
+        count = len(next(iter(inputs.values())))
+        self._feeds = iter([{name: array[i : i + 1] for name, array in inputs.items()} for i in range(count)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+
+
+def run_build(
+    folder: Path,
+    *,
+    out: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    steps: Steps | None = None,
+    precompile_bytecode: bool = True,
+) -> BuildResult:
+    steps = steps or Steps()
+    config = load_config(folder, overrides)
+    out = (out or default_out(config)).resolve()
+    work = out / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    _remove_outputs(out)
+    try:
+        return _build(config, out, work, steps, precompile_bytecode)
+    except BaseException:
+        _remove_outputs(out)
+        raise
+
+
+def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_bytecode: bool) -> BuildResult:
+    source = config.source
+    fp32_path = work / REFERENCE_FILE
+    torch_model = None
+    input_names = [spec.name for spec in config.export.inputs]
+
+    if source.module is not None:
+        assert source.weights is not None
+        if not config.path(source.weights).is_file():
+            if source.train is None:
+                raise ConfigError(f"weights file {config.path(source.weights)} not found and no source.train given")
+            with steps.step("train", f"{source.train} (weights file missing)"):
+                load_callable(config, source.train, "source.train")()
+        with steps.step("export", f"PyTorch -> ONNX opset {config.export.opset}"):
+            from build.export import export_onnx
+
+            torch_model = load_torch_model(config)
+            export_onnx(torch_model, config.export, fp32_path)
+    else:
+        assert source.onnx is not None
+        with steps.step("load", f"ONNX model {source.onnx} (export skipped)"):
+            onnx_source = config.path(source.onnx)
+            if not onnx_source.is_file():
+                raise ConfigError(f"source.onnx file not found: {onnx_source}")
+            shutil.copyfile(onnx_source, fp32_path)
+
+    candidate_input = fp32_path
+    if config.compression.optimize and config.compression.method != "none":
+        with steps.step("optimize", "shape inference + onnxruntime graph optimizations"):
+            candidate_input = optimize(fp32_path, work / "optimized.onnx")
+    compressed_path = work / "compressed.onnx"
+    with steps.step("compress", config.compression.method):
+        calibration = None
+        if config.compression.method == "static-int8":
+            if config.validation.calibration is None:
+                raise ConfigError("compression.method = 'static-int8' needs validation.calibration data")
+            calibration = _CalibrationReader(load_dataset(config, config.validation.calibration, "validation.calibration")[0])
+        applied = compress(candidate_input, compressed_path, config.compression, calibration=calibration)
+
+    with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})"):
+        inputs, labels = load_dataset(config, config.validation.data, "validation.data")
+        batch = config.validation.batch_size
+        reference = (
+            torch_predictor(torch_model, input_names) if torch_model is not None else onnx_predictor(fp32_path)
+        )
+        reference_out = batched(reference, inputs, batch)
+        candidate_out = batched(onnx_predictor(compressed_path), inputs, batch)
+        if config.validation.metric == "accuracy":
+            gate = classification_gate(reference_out, candidate_out, labels, config.validation.tolerance)
+        else:
+            gate = cosine_gate(
+                reference_out,
+                candidate_out,
+                min_cosine=config.validation.min_cosine,
+                mean_cosine=config.validation.mean_cosine,
+            )
+        if torch_model is not None:
+            fp32_out = batched(onnx_predictor(fp32_path), inputs, batch)
+            gate.extra["export_max_abs_diff"] = float(np.max(np.abs(fp32_out.astype(np.float64) - reference_out)))
+        steps.log(gate.explain())
+
+    sizes = {"reference_bytes": fp32_path.stat().st_size, "model_bytes": compressed_path.stat().st_size}
+    settings = {
+        "task": config.task,
+        "runtime.python": config.runtime.python,
+        "runtime.architecture": config.runtime.architecture,
+        "validation.metric": config.validation.metric,
+        "validation.tolerance": config.validation.tolerance,
+    }
+    if not gate.passed:
+        plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+        write_report(
+            out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
+            settings=settings, bundle=None, timings=steps.timings, plot=plot.name,
+        )
+        raise GateFailed(gate)
+
+    model_path = out / MODEL_FILE
+    shutil.copyfile(compressed_path, model_path)
+    manifest = Manifest(
+        schema=MANIFEST_SCHEMA,
+        name=config.name,
+        version=config.version,
+        task=config.task,
+        model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+        inputs=config.export.inputs,
+        outputs=api_outputs(config),
+        labels=config.labels,
+        task_options=config.task_options,
+        compression=applied,
+        validation=gate.to_manifest(),
+        sizes=sizes,
+        runtime=Runtime(
+            python=config.runtime.python,
+            architecture=config.runtime.architecture,
+            memory_mb=config.runtime.memory_mb,
+            timeout_s=config.runtime.timeout_s,
+            limits=config.runtime.limits,
+        ),
+    )
+    manifest_path = out / MANIFEST_FILE
+    manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+
+    with steps.step("bundle", f"lambda.zip for Python {config.runtime.python} {config.runtime.architecture}"):
+        bundle = build_zip(
+            out / ZIP_FILE,
+            model_files={MODEL_FILE: model_path, MANIFEST_FILE: manifest_path},
+            task=config.task,
+            python=config.runtime.python,
+            architecture=config.runtime.architecture,
+            extra_requirements=config.runtime.extra_requirements,
+            precompile_bytecode=precompile_bytecode,
+            log=steps.log,
+        )
+        steps.log(bundle.summary())
+
+    plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+    write_report(
+        out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied, settings=settings,
+        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name,
+    )
+    return BuildResult(out=out, manifest=manifest, gate=gate, bundle=bundle)

@@ -1,0 +1,195 @@
+"""The accuracy gate: prove the compressed model still agrees with the original.
+
+Both models run on held-out data the build never trained on. The gate is a list of checks,
+each a measured value against a threshold; the build refuses to bundle when any check fails and
+says which one missed by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+Predictor = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    value: float
+    threshold: float
+    comparison: str  # ">=" or "<="
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.threshold if self.comparison == ">=" else self.value <= self.threshold
+
+    def explain(self) -> str:
+        verdict = "ok" if self.passed else f"MISSED by {abs(self.value - self.threshold):.4g}"
+        return f"{self.name} = {self.value:.6g} (must be {self.comparison} {self.threshold:.6g}): {verdict}"
+
+
+@dataclass
+class GateResult:
+    metric: str
+    reference: float
+    candidate: float
+    tolerance: float
+    samples: int
+    checks: list[GateCheck]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[GateCheck]:
+        return [check for check in self.checks if not check.passed]
+
+    def explain(self) -> str:
+        if self.passed:
+            return f"accuracy gate passed on {self.samples} held-out samples: " + "; ".join(
+                check.explain() for check in self.checks
+            )
+        missed = "; ".join(check.explain() for check in self.failures)
+        return (
+            f"accuracy gate FAILED on {self.samples} held-out samples: {missed}. "
+            f"The original model scores {self.metric} {self.reference:.4f}, the compressed one "
+            f"{self.candidate:.4f}. Nothing was bundled. Loosen validation.tolerance only if that "
+            "loss is acceptable, or choose a gentler compression (per_channel = true, "
+            "nodes_to_exclude, fp16, or method = \"none\")."
+        )
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+            "samples": self.samples,
+            "extra": {
+                **self.extra,
+                "checks": [
+                    {"name": c.name, "value": c.value, "threshold": c.threshold, "comparison": c.comparison, "passed": c.passed}
+                    for c in self.checks
+                ],
+            },
+        }
+
+
+def batched(predict: Predictor, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    count = len(next(iter(inputs.values())))
+    parts = [
+        predict({name: array[start : start + batch_size] for name, array in inputs.items()})
+        for start in range(0, count, batch_size)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
+def onnx_predictor(model_path: Path, output_name: str | None = None, threads: int = 1) -> Predictor:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    names = [output_name] if output_name else [session.get_outputs()[0].name]
+
+    def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(names, feeds)[0]
+
+    return predict
+
+
+def torch_predictor(model: Any, input_names: list[str]) -> Predictor:
+    import torch
+
+    def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            output = model(*(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names))
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        return output.numpy()
+
+    return predict
+
+
+def classification_gate(
+    reference_logits: np.ndarray, candidate_logits: np.ndarray, labels: np.ndarray, tolerance: float
+) -> GateResult:
+    """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
+    reference_pred = reference_logits.argmax(axis=-1)
+    candidate_pred = candidate_logits.argmax(axis=-1)
+    reference_accuracy = float((reference_pred == labels).mean())
+    candidate_accuracy = float((candidate_pred == labels).mean())
+    agreement = float((reference_pred == candidate_pred).mean())
+    max_abs = float(np.max(np.abs(reference_logits.astype(np.float64) - candidate_logits)))
+    return GateResult(
+        metric="accuracy",
+        reference=reference_accuracy,
+        candidate=candidate_accuracy,
+        tolerance=tolerance,
+        samples=int(len(labels)),
+        checks=[GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")],
+        extra={"top1_agreement": agreement, "max_abs_logit_diff": max_abs},
+    )
+
+
+def cosine_rows(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    reference = reference.astype(np.float64).reshape(len(reference), -1)
+    candidate = candidate.astype(np.float64).reshape(len(candidate), -1)
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    return (reference * candidate).sum(axis=1) / np.maximum(norms, 1e-12)
+
+
+def nearest_neighbour_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Fraction of samples whose nearest other sample is the same under both models."""
+
+    def neighbours(vectors: np.ndarray) -> np.ndarray:
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        similarity = unit @ unit.T
+        np.fill_diagonal(similarity, -np.inf)
+        return similarity.argmax(axis=1)
+
+    return float((neighbours(reference.astype(np.float64)) == neighbours(candidate.astype(np.float64))).mean())
+
+
+def cosine_gate(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    min_cosine: float,
+    mean_cosine: float,
+    extra_runs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> GateResult:
+    """Embeddings: per-sample cosine between original and compressed vectors. ``extra_runs``
+    adds the same checks for other evaluation modes (e.g. padded batches) under their name."""
+    runs = {"": (reference, candidate), **(extra_runs or {})}
+    checks: list[GateCheck] = []
+    extra: dict[str, Any] = {}
+    all_cos = []
+    for label, (ref, cand) in runs.items():
+        cos = cosine_rows(ref, cand)
+        all_cos.append(cos)
+        suffix = f" ({label})" if label else ""
+        checks.append(GateCheck(f"min cosine{suffix}", float(cos.min()), min_cosine, ">="))
+        checks.append(GateCheck(f"mean cosine{suffix}", float(cos.mean()), mean_cosine, ">="))
+        key = label.replace(" ", "_") or "single"
+        extra[f"min_cosine_{key}"] = float(cos.min())
+        extra[f"mean_cosine_{key}"] = float(cos.mean())
+        extra[f"nn_agreement_{key}"] = nearest_neighbour_agreement(ref, cand)
+    mean_all = float(np.concatenate(all_cos).mean())
+    return GateResult(
+        metric="cosine",
+        reference=1.0,
+        candidate=mean_all,
+        tolerance=1.0 - mean_cosine,
+        samples=int(len(reference)),
+        checks=checks,
+        extra=extra,
+    )

@@ -1,0 +1,7 @@
+"""slimserve's Lambda handler: FastAPI + Mangum over one onnxruntime session.
+
+Import ``handler.main`` to load the model (Lambda's init phase); this package itself stays
+import-free so tools can read ``__version__`` cheaply.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Event adapters for Mangum: the API Gateway stage, and events Mangum cannot serve.
+
+Mangum picks an event handler class from a registry by asking each ``infer(event, ...)``.
+HTTP API named stages put ``/<stage>`` in front of the path; REST APIs strip it. Both handlers
+here remove it from the path and expose it as ASGI ``root_path``, so routes match on every
+stage and the OpenAPI docs link back under the stage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mangum import Mangum
+from mangum.handlers.api_gateway import APIGateway, HTTPGateway
+from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, Scope
+
+
+def _stage_prefix(event: LambdaEvent) -> str:
+    stage = (event.get("requestContext") or {}).get("stage")
+    if not isinstance(stage, str) or not stage or stage == "$default":
+        return ""
+    return f"/{stage}"
+
+
+class StagedHTTPGateway(HTTPGateway):
+    """API Gateway HTTP API (payload 1.0 and 2.0) and Lambda Function URLs."""
+
+    @property
+    def scope(self) -> Scope:
+        scope = super().scope
+        prefix = _stage_prefix(self.event)
+        if prefix and self.event.get("version") == "2.0":
+            path: str = scope["path"]
+            if path == prefix or path.startswith(prefix + "/"):
+                scope["path"] = path[len(prefix) :] or "/"
+            scope["root_path"] = prefix
+        return scope
+
+
+class StagedAPIGateway(APIGateway):
+    """API Gateway REST API (payload 1.0): the path is already stage-free."""
+
+    @property
+    def scope(self) -> Scope:
+        scope = super().scope
+        scope["root_path"] = _stage_prefix(self.event)
+        return scope
+
+
+def _error_result(status: int, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"error": message}),
+        "isBase64Encoded": False,
+    }
+
+
+class SlimserveMangum(Mangum):
+    """Mangum that answers a malformed or unsupported event with a 400 JSON result instead of
+    raising (an exception would surface as a Lambda error and a 502 from API Gateway)."""
+
+    def __call__(self, event: LambdaEvent, context: LambdaContext) -> dict[str, Any]:
+        if not isinstance(event, dict):
+            return _error_result(400, f"event must be a JSON object, got {type(event).__name__}")
+        try:
+            event_kind = type(self.infer(event, context)).__name__
+        except RuntimeError:
+            return _error_result(
+                400,
+                "unsupported event: expected an API Gateway (REST or HTTP API), Lambda Function URL "
+                "or ALB request event",
+            )
+        try:
+            return super().__call__(event, context)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # Mangum reads required fields straight from the event; a truncated event lands here.
+            return _error_result(400, f"malformed {event_kind} event: {exc!r}")
+
+
+def make_lambda_handler(app: Any) -> SlimserveMangum:
+    # lifespan="off": Mangum would run startup/shutdown on every invocation; the model is
+    # loaded at import instead (Lambda's init phase, and the SnapStart snapshot).
+    return SlimserveMangum(app, lifespan="off", custom_handlers=[StagedHTTPGateway, StagedAPIGateway])
+
+
+__all__ = ["LambdaConfig", "SlimserveMangum", "make_lambda_handler"]

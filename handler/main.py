@@ -1,0 +1,18 @@
+"""Lambda entry point: ``handler.main.handler``.
+
+Everything heavy happens here at import, i.e. in Lambda's init phase (and inside the SnapStart
+snapshot): settings are read, the model is verified and loaded, the app is built. A model that
+cannot be served raises ModelLoadError, so Lambda reports an init error with its message.
+"""
+
+from __future__ import annotations
+
+from handler.app import create_app
+from handler.gateway import make_lambda_handler
+from handler.model import load_model
+from handler.settings import Settings
+
+settings = Settings.from_env()
+model = load_model(settings.model_dir, intra_op_threads=settings.intra_op_threads)
+app = create_app(model)
+handler = make_lambda_handler(app)

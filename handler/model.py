@@ -1,0 +1,100 @@
+"""Load the shipped model once and run it.
+
+Loading happens at import of handler.main, i.e. in Lambda's init phase: the manifest is read,
+the model file is checked against the sha256 the build pinned, and one InferenceSession is
+created with explicit thread counts. Anything wrong is a ModelLoadError with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from handler.errors import InferenceError, ModelLoadError
+from handler.manifest import MANIFEST_FILE, Manifest, ManifestError, TensorSpec, load_manifest
+
+
+def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # The build already optimized the graph offline; basic fusions are cheap and keep
+    # session creation (cold start) short.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # Lambda has no persistent cores to spin on; spinning burns the billed CPU for nothing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    manifest: Manifest
+    session: ort.InferenceSession
+    model_path: Path
+    output_names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.manifest.outputs
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = output_names or list(self.output_names)
+        try:
+            results = self.session.run(names, feeds)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise InferenceError(f"model execution failed: {type(exc).__name__}") from exc
+        return dict(zip(names, results))
+
+
+def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | None = None) -> LoadedModel:
+    """Read ``model_dir/manifest.json``, verify the model's sha256 and open one session.
+
+    ``model_path`` overrides where the model file is (e.g. downloaded to /tmp from S3); it is
+    verified against the same pinned hash.
+    """
+    try:
+        manifest = load_manifest(model_dir / MANIFEST_FILE)
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    path = model_path or model_dir / manifest.model.file
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    actual = sha256_of(path)
+    if actual != manifest.model.sha256:
+        raise ModelLoadError(
+            f"model file {path} does not match the manifest: sha256 {actual} != pinned "
+            f"{manifest.model.sha256}; the file is corrupted or was replaced, rebuild the bundle"
+        )
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from exc
+    return LoadedModel(
+        manifest=manifest,
+        session=session,
+        model_path=path,
+        output_names=tuple(node.name for node in session.get_outputs()),
+    )

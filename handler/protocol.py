@@ -1,0 +1,98 @@
+"""Open Inference Protocol (KServe v2) request and response shapes.
+
+These pydantic models validate what arrives and document the API (they feed the committed
+openapi.json). Tensor data stays ``list[Any]`` here: numeric conversion and shape checks are
+done with numpy in codec.py, which is much faster than per-element pydantic validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from handler.manifest import Datatype
+
+Parameters = dict[str, Any]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestInput(_Message):
+    name: str = Field(min_length=1, max_length=256)
+    shape: list[int] = Field(max_length=32)
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: list[Any] | None = Field(
+        default=None,
+        description="Tensor elements, flat or nested in row-major order. Omitted when the tensor "
+        "travels in the binary section (parameters.binary_data_size).",
+    )
+
+
+class RequestOutput(_Message):
+    name: str = Field(min_length=1, max_length=256)
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(_Message):
+    id: str | None = Field(default=None, max_length=256)
+    parameters: Parameters | None = None
+    inputs: list[RequestInput] = Field(min_length=1, max_length=64)
+    outputs: list[RequestOutput] | None = Field(default=None, max_length=64)
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    parameters: Parameters | None = None
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool
+
+
+class ErrorResponse(BaseModel):
+    error: str

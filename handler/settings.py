@@ -1,0 +1,67 @@
+"""Handler settings, read once from the environment at import (Lambda's init phase).
+
+Explicit arguments beat the environment: ``Settings.from_env(model_dir=...)`` lets tests and the
+benchmark point at a model without touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The zip's root is Lambda's task root; the package lives in <root>/handler/.
+_TASK_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_count() -> int:
+    # os.sched_getaffinity respects cgroups/affinity; Lambda grants ~1 vCPU per 1,769 MB.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the handler cannot use."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path
+    # onnxruntime on Lambda must get explicit thread counts: with 0 ("all cores") it tries to
+    # pin threads and fails with "pthread_setaffinity_np failed".
+    intra_op_threads: int
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        model_dir: Path | None = None,
+        intra_op_threads: int | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> "Settings":
+        env = os.environ if environ is None else environ
+        if model_dir is None:
+            model_dir = Path(env.get("SLIMSERVE_MODEL_DIR") or _TASK_ROOT / "model")
+        if intra_op_threads is None:
+            raw = env.get("SLIMSERVE_THREADS")
+            intra_op_threads = (
+                _positive_int("SLIMSERVE_THREADS", raw) if raw else min(_cpu_count(), 4)
+            )
+        return cls(
+            model_dir=Path(model_dir),
+            intra_op_threads=intra_op_threads,
+            log_level=env.get("SLIMSERVE_LOG_LEVEL", "INFO").upper(),
+        )
