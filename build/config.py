@@ -72,6 +72,9 @@ class ValidationConfig(_Section):
     calibration: str | None = None
     metric: Literal["accuracy", "cosine"] = "accuracy"
     tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    # Classification: optionally also require the compressed model's top-1 to agree with the
+    # original's on at least this fraction of samples (accuracy alone can hide flips).
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0)
     # Embedding gates (metric = "cosine"): both must hold.
     min_cosine: float = Field(0.95, ge=-1.0, le=1.0)
     mean_cosine: float = Field(0.99, ge=-1.0, le=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ def export_onnx(model: Any, config: ExportConfig, destination: Path) -> Path:
     import torch
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    # The TorchScript exporter is chosen on purpose (see field notes: the dynamo exporter
+    # renames outputs and writes external data); silence its deprecation notice.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
             example_inputs(config.inputs),

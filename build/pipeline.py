@@ -157,7 +157,9 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         reference_out = batched(reference, inputs, batch)
         candidate_out = batched(onnx_predictor(compressed_path), inputs, batch)
         if config.validation.metric == "accuracy":
-            gate = classification_gate(reference_out, candidate_out, labels, config.validation.tolerance)
+            gate = classification_gate(
+                reference_out, candidate_out, labels, config.validation.tolerance, config.validation.min_agreement
+            )
         else:
             gate = cosine_gate(
                 reference_out,

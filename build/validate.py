@@ -120,7 +120,11 @@ def torch_predictor(model: Any, input_names: list[str]) -> Predictor:
 
 
 def classification_gate(
-    reference_logits: np.ndarray, candidate_logits: np.ndarray, labels: np.ndarray, tolerance: float
+    reference_logits: np.ndarray,
+    candidate_logits: np.ndarray,
+    labels: np.ndarray,
+    tolerance: float,
+    min_agreement: float | None = None,
 ) -> GateResult:
     """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
     reference_pred = reference_logits.argmax(axis=-1)
@@ -129,13 +133,16 @@ def classification_gate(
     candidate_accuracy = float((candidate_pred == labels).mean())
     agreement = float((reference_pred == candidate_pred).mean())
     max_abs = float(np.max(np.abs(reference_logits.astype(np.float64) - candidate_logits)))
+    checks = [GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")]
+    if min_agreement is not None:
+        checks.append(GateCheck("top-1 agreement", agreement, min_agreement, ">="))
     return GateResult(
         metric="accuracy",
         reference=reference_accuracy,
         candidate=candidate_accuracy,
         tolerance=tolerance,
         samples=int(len(labels)),
-        checks=[GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")],
+        checks=checks,
         extra={"top1_agreement": agreement, "max_abs_logit_diff": max_abs},
     )
 

@@ -1,0 +1,75 @@
+"""Shared fixtures: the digits example built once per test session (all xdist workers share
+it through a file lock), and the model/app/Lambda handler made from that build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DIGITS = PROJECT_ROOT / "examples" / "digits"
+
+
+@pytest.fixture(scope="session")
+def digits_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist folder of a full `slimserve build examples/digits` (model, manifest, lambda.zip)."""
+    from build.pipeline import run_build
+    from build.progress import Steps
+
+    # Under xdist every worker has its own basetemp inside the session's; share the parent.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "digits-build"
+    with FileLock(str(shared / "digits-build.lock")):
+        if not (out / "lambda.zip").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            run_build(DIGITS, out=out, steps=Steps())
+    return out
+
+
+@pytest.fixture(scope="session")
+def heldout() -> tuple[np.ndarray, np.ndarray]:
+    sys.path.insert(0, str(DIGITS))
+    try:
+        from data import heldout as load
+    finally:
+        sys.path.remove(str(DIGITS))
+    inputs, labels = load()
+    return inputs["pixels"], labels
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_build: Path):
+    from handler.model import load_model
+
+    return load_model(digits_build, intra_op_threads=1)
+
+
+@pytest.fixture(scope="session")
+def digits_app(digits_model):
+    from handler.app import create_app
+
+    return create_app(digits_model)
+
+
+@pytest.fixture(scope="session")
+def lambda_handler(digits_app):
+    from handler.gateway import make_lambda_handler
+
+    return make_lambda_handler(digits_app)
+
+
+@pytest.fixture()
+def client(digits_app) -> Iterator:
+    from fastapi.testclient import TestClient
+
+    with TestClient(digits_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+

@@ -1,0 +1,124 @@
+"""The Lambda handler (Mangum) driven with recorded API Gateway, Function URL and ALB events."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from eventkit import load_event, make_event
+
+KINDS = ["rest", "http", "http-stage", "function-url", "alb"]
+
+
+def body_of(result: dict) -> dict:
+    raw = result["body"]
+    if result.get("isBase64Encoded"):
+        raw = base64.b64decode(raw).decode()
+    return json.loads(raw)
+
+
+def infer_json(pixels) -> str:
+    return json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": pixels.tolist()}]})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_metadata_and_health(lambda_handler, kind: str) -> None:
+    for path, expected in [
+        ("/v2/health/live", {"live": True}),
+        ("/v2/health/ready", {"ready": True}),
+        ("/v2/models/digits/ready", {"name": "digits", "ready": True}),
+    ]:
+        result = lambda_handler(make_event(kind, "GET", path), None)
+        assert result["statusCode"] == 200, (kind, path, result)
+        assert body_of(result) == expected
+    result = lambda_handler(make_event(kind, "GET", "/v2"), None)
+    assert body_of(result)["extensions"] == ["binary_tensor_data"]
+    assert body_of(lambda_handler(make_event(kind, "GET", "/v2/models/digits"), None))["name"] == "digits"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_infer_known_image(lambda_handler, heldout, kind: str) -> None:
+    pixels, labels = heldout
+    for index in range(5):
+        result = lambda_handler(make_event(kind, "POST", "/v2/models/digits/infer", infer_json(pixels[index])), None)
+        assert result["statusCode"] == 200, result
+        outputs = {o["name"]: o for o in body_of(result)["outputs"]}
+        assert outputs["label"]["data"] == [str(labels[index])]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_base64_encoded_request_body(lambda_handler, heldout, kind: str) -> None:
+    pixels, labels = heldout
+    event = make_event(kind, "POST", "/v2/models/digits/infer", infer_json(pixels[1]), base64=True)
+    result = lambda_handler(event, None)
+    assert result["statusCode"] == 200
+    assert {o["name"]: o for o in body_of(result)["outputs"]}["label"]["data"] == [str(labels[1])]
+
+
+@pytest.mark.parametrize("kind", ["rest", "http", "http-stage", "function-url"])
+def test_gateway_request_id_is_returned(lambda_handler, kind: str) -> None:
+    event = make_event(kind, "GET", "/v2/health/live")
+    result = lambda_handler(event, None)
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    assert headers["x-request-id"] == event["requestContext"]["requestId"]
+
+
+BAD = [
+    ("/v2/models/resnet/infer", '{"inputs": []}', 404, "model 'resnet' not found; this endpoint serves 'digits'"),
+    ("/v2/models/digits/infer", "{not json", 400, "request body is not valid JSON"),
+    (
+        "/v2/models/digits/infer",
+        json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}),
+        400,
+        "unknown input 'x'",
+    ),
+    (
+        "/v2/models/digits/infer",
+        json.dumps({"inputs": [{"name": "pixels", "shape": [1, 8], "datatype": "FP32", "data": [0] * 8}]}),
+        400,
+        "the model expects [-1, 64]",
+    ),
+    (
+        "/v2/models/digits/infer",
+        json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}),
+        400,
+        "has datatype FP64 but the model expects FP32",
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path,body,status,message", BAD, ids=["unknown-model", "malformed-json", "input-name", "shape", "datatype"])
+def test_bad_input_through_each_gateway(lambda_handler, kind: str, path: str, body: str, status: int, message: str) -> None:
+    result = lambda_handler(make_event(kind, "POST", path, body), None)
+    assert result["statusCode"] == status
+    assert message in body_of(result)["error"]
+
+
+def test_named_stage_sets_root_path_for_docs(lambda_handler) -> None:
+    result = lambda_handler(make_event("http-stage", "GET", "/docs"), None)
+    assert result["statusCode"] == 200
+    assert "/prod/openapi.json" in result["body"]
+
+
+@pytest.mark.parametrize(
+    "event,message",
+    [
+        ({"hello": "world"}, "unsupported event"),
+        ([], "event must be a JSON object, got list"),
+        ({"version": "2.0", "requestContext": {}}, "malformed StagedHTTPGateway event"),
+    ],
+)
+def test_unsupported_or_truncated_events_are_400(lambda_handler, event, message: str) -> None:
+    result = lambda_handler(event, None)
+    assert result["statusCode"] == 400
+    assert message in json.loads(result["body"])["error"]
+
+
+def test_recorded_infer_event_file(lambda_handler) -> None:
+    result = lambda_handler(load_event("infer-digits.json"), None)
+    assert result["statusCode"] == 200
+    body = body_of(result)
+    assert body["id"] == "digit-4"
+    assert {o["name"]: o for o in body["outputs"]}["label"]["data"] == ["4"]
