@@ -18,7 +18,8 @@ from build.config import BuildConfig, ConfigError, load_config
 from build.progress import Steps
 from build.report import write_plot, write_report
 from build.source import load_callable, load_torch_model
-from build.validate import GateResult, batched, classification_gate, cosine_gate, onnx_predictor, torch_predictor
+from build.evaluate import Reference, evaluator_for, load_dataset
+from build.validate import GateResult
 from handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
 
 MODEL_FILE = "model.onnx"
@@ -49,8 +50,30 @@ def default_out(config: BuildConfig) -> Path:
     return Path("dist") / config.name
 
 
+def api_inputs(config: BuildConfig) -> list[TensorSpec]:
+    """What the API takes: the model's inputs, or text for the embedding task."""
+    if config.task == "embedding":
+        from build.embedding import api_inputs as embedding_inputs
+
+        return embedding_inputs(config)
+    return list(config.export.inputs)
+
+
+def extra_model_files(config: BuildConfig) -> dict[str, Path]:
+    """Files the handler needs beside the model (e.g. the tokenizer), by name in model/."""
+    if config.task == "embedding":
+        from build.embedding import extra_model_files as embedding_files
+
+        return embedding_files(config)
+    return {}
+
+
 def api_outputs(config: BuildConfig) -> list[TensorSpec]:
     """What the API returns: the model's outputs plus the task's extras."""
+    if config.task == "embedding":
+        from build.embedding import api_outputs as embedding_outputs
+
+        return embedding_outputs(config)
     outputs = list(config.export.outputs)
     if config.task == "classification":
         outputs += [
@@ -58,18 +81,6 @@ def api_outputs(config: BuildConfig) -> list[TensorSpec]:
             TensorSpec(name="score", datatype="FP32", shape=[-1, -1]),
         ]
     return outputs
-
-
-def load_dataset(config: BuildConfig, reference: str, what: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    loader = load_callable(config, reference, what)
-    data = loader()
-    if not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], dict)):
-        raise ConfigError(f"{what} {reference} must return (inputs: dict[name, array], labels: array)")
-    inputs, labels = data
-    expected = {spec.name for spec in config.export.inputs}
-    if set(inputs) != expected:
-        raise ConfigError(f"{what} {reference} returned inputs {sorted(inputs)}, the model takes {sorted(expected)}")
-    return {name: np.asarray(array) for name, array in inputs.items()}, np.asarray(labels)
 
 
 class _CalibrationReader:
@@ -149,27 +160,8 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         applied = compress(candidate_input, compressed_path, config.compression, calibration=calibration)
 
     with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})"):
-        inputs, labels = load_dataset(config, config.validation.data, "validation.data")
-        batch = config.validation.batch_size
-        reference = (
-            torch_predictor(torch_model, input_names) if torch_model is not None else onnx_predictor(fp32_path)
-        )
-        reference_out = batched(reference, inputs, batch)
-        candidate_out = batched(onnx_predictor(compressed_path), inputs, batch)
-        if config.validation.metric == "accuracy":
-            gate = classification_gate(
-                reference_out, candidate_out, labels, config.validation.tolerance, config.validation.min_agreement
-            )
-        else:
-            gate = cosine_gate(
-                reference_out,
-                candidate_out,
-                min_cosine=config.validation.min_cosine,
-                mean_cosine=config.validation.mean_cosine,
-            )
-        if torch_model is not None:
-            fp32_out = batched(onnx_predictor(fp32_path), inputs, batch)
-            gate.extra["export_max_abs_diff"] = float(np.max(np.abs(fp32_out.astype(np.float64) - reference_out)))
+        evaluator = evaluator_for(config, Reference(fp32_path, torch_model, input_names))
+        gate = evaluator.gate(compressed_path)
         steps.log(gate.explain())
 
     sizes = {"reference_bytes": fp32_path.stat().st_size, "model_bytes": compressed_path.stat().st_size}
@@ -196,7 +188,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         version=config.version,
         task=config.task,
         model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
-        inputs=config.export.inputs,
+        inputs=api_inputs(config),
         outputs=api_outputs(config),
         labels=config.labels,
         task_options=config.task_options,
@@ -213,11 +205,15 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     )
     manifest_path = out / MANIFEST_FILE
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path}
+    for name, path in extra_model_files(config).items():
+        shutil.copyfile(path, out / name)
+        model_files[name] = out / name
 
     with steps.step("bundle", f"lambda.zip for Python {config.runtime.python} {config.runtime.architecture}"):
         bundle = build_zip(
             out / ZIP_FILE,
-            model_files={MODEL_FILE: model_path, MANIFEST_FILE: manifest_path},
+            model_files=model_files,
             task=config.task,
             python=config.runtime.python,
             architecture=config.runtime.architecture,

@@ -34,6 +34,9 @@ def register(adapter: type[TaskAdapter]) -> type[TaskAdapter]:
 
 
 def adapter_for(model: LoadedModel) -> TaskAdapter:
+    if model.manifest.task == "embedding":
+        # Imported only for text models: tokenizers stays out of other models' cold start.
+        import handler.text  # noqa: F401  (registers the embedding adapter)
     try:
         adapter_cls = TASKS[model.manifest.task]
     except KeyError:
