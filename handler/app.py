@@ -15,12 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handler import __version__
-from handler.codec import decode_request, encode_response
-from handler.errors import NotFound, PayloadTooLarge, SlimserveError
+from handler.codec import DecodedRequest, decode_inference_request, decode_request, encode_response, parse_json_object
+from handler.errors import BadRequest, NotFound, PayloadTooLarge, SlimserveError, Unprocessable
+from handler.manifest import TensorSpec
 from handler.model import LoadedModel
 from handler.protocol import (
     ErrorResponse,
@@ -30,7 +32,11 @@ from handler.protocol import (
     MetadataTensor,
     ModelMetadata,
     ModelReadyResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
     ReadyResponse,
+    RequestInput,
     ServerMetadata,
 )
 from handler.tasks import TaskAdapter, adapter_for
@@ -175,6 +181,43 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"invalid request at '{where}': {first.get('msg')}"}, status_code=422)
 
 
+def _nested_shape(instances: list[Any]) -> list[int]:
+    shape = [len(instances)]
+    element: Any = instances[0]
+    while isinstance(element, list) and len(shape) < 32:
+        shape.append(len(element))
+        element = element[0] if element else None
+    return shape
+
+
+def _as_inference_request(plain: PredictRequest, specs: list[TensorSpec]) -> InferenceRequest:
+    if len(specs) != 1:
+        raise BadRequest(
+            f"/predict serves models with one input; this one takes {[spec.name for spec in specs]}: "
+            "use POST /v2/models/{name}/infer"
+        )
+    spec = specs[0]
+    try:
+        item = RequestInput(
+            name=spec.name, shape=_nested_shape(plain.instances), datatype=spec.datatype, data=plain.instances
+        )
+    except ValidationError:
+        raise BadRequest("instances are nested deeper than 32 levels") from None
+    return InferenceRequest(inputs=[item], parameters=plain.parameters)
+
+
+def _predictions(produced: dict[str, Any], task: str, output_names: list[str]) -> list[Prediction]:
+    if task == "classification":
+        labels, scores = produced["label"], produced["score"]
+        return [
+            Prediction(label=str(row_labels[0]), score=float(row_scores[0]), labels=[str(x) for x in row_labels],
+                       scores=[float(x) for x in row_scores])
+            for row_labels, row_scores in zip(labels, scores)
+        ]
+    first = produced[output_names[0]]
+    return [Prediction(values=row.tolist()) for row in first]
+
+
 def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None) -> FastAPI:
     manifest = model.manifest
     task = adapter or adapter_for(model)
@@ -244,6 +287,9 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None) -> Fas
         check_model(model_name, model_version)
         return ModelReadyResponse(name=model_name, ready=True)
 
+    def produce(decoded: DecodedRequest) -> dict[str, Any]:
+        return task.infer(decoded.tensors, decoded.parameters)
+
     async def run_inference(request: Request) -> Response:
         body = await request.body()
         decoded = decode_request(
@@ -252,7 +298,7 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None) -> Fas
             specs=manifest.inputs,
             limits=limits,
         )
-        produced = task.infer(decoded.tensors, decoded.parameters)
+        produced = produce(decoded)
         if decoded.requested_outputs is None:
             selected = {name: produced[name] for name in output_names if name in produced}
             binary = {name: decoded.binary_by_default for name in selected}
@@ -305,15 +351,47 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None) -> Fas
         check_model(model_name, model_version)
         return await run_inference(request)
 
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        tags=["inference"],
+        summary="Plain prediction route (same model, same checks as V2 infer)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+            }
+        },
+    )
+    async def predict(request: Request) -> PredictResponse:
+        raw = parse_json_object(await request.body())
+        try:
+            plain = PredictRequest.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise Unprocessable(f"invalid predict request at '{where}': {first['msg']}") from None
+        decoded = decode_inference_request(
+            _as_inference_request(plain, manifest.inputs), specs=manifest.inputs, limits=limits
+        )
+        produced = produce(decoded)
+        return PredictResponse(
+            predictions=_predictions(produced, manifest.task, output_names),
+            model_name=manifest.name,
+            model_version=manifest.version,
+        )
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            request_schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(request_schema.pop("$defs", {}))
-            components["InferenceRequest"] = request_schema
+            for message in (InferenceRequest, PredictRequest):
+                schema_of = message.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema_of.pop("$defs", {}))
+                components[message.__name__] = schema_of
             app.openapi_schema = schema
         return app.openapi_schema
 

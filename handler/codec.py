@@ -84,7 +84,17 @@ def decode_request(
         request = InferenceRequest.model_validate(raw)
     except ValidationError as exc:
         raise Unprocessable(_format_validation_error(exc)) from None
+    return decode_inference_request(request, binary=binary, specs=specs, limits=limits)
 
+
+def decode_inference_request(
+    request: InferenceRequest,
+    *,
+    binary: memoryview = memoryview(b""),
+    specs: list[TensorSpec],
+    limits: Limits,
+) -> DecodedRequest:
+    """Check every input against the model's specs and limits, then convert it to numpy."""
     by_name = {spec.name: spec for spec in specs}
     tensors: dict[str, np.ndarray] = {}
     offset = 0
@@ -217,6 +227,10 @@ def _from_json(item: RequestInput) -> np.ndarray:
             f"input '{item.name}' has {inferred.size} elements but shape {item.shape} needs {expected}"
         )
     dtype = V2_TO_NUMPY[item.datatype]
+    if dtype.kind in "iu" and inferred.dtype.kind in "fO":
+        # Either floats (refused below) or integers beyond int64, which numpy turns into
+        # float64 or objects and so loses UINT64's upper half: decide element by element.
+        return _big_integers(item, np.array(item.data, dtype=object).ravel().tolist(), dtype)
     accepted = _ACCEPTED_KINDS[dtype.kind]
     if inferred.size and inferred.dtype.kind not in accepted:
         kind = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}[dtype.kind]
@@ -230,6 +244,15 @@ def _from_json(item: RequestInput) -> np.ndarray:
             return inferred.astype(dtype).reshape(item.shape)
         except FloatingPointError:
             raise BadRequest(f"input '{item.name}' has values outside the {item.datatype} range") from None
+
+
+def _big_integers(item: RequestInput, flat: list[Any], dtype: np.dtype) -> np.ndarray:
+    if not all(type(value) is int for value in flat):
+        raise BadRequest(f"input '{item.name}' is {item.datatype}: every element must be integers")
+    info = np.iinfo(dtype)
+    if min(flat) < info.min or max(flat) > info.max:
+        raise BadRequest(f"input '{item.name}' has values outside the {item.datatype} range")
+    return np.array(flat, dtype=dtype).reshape(item.shape)
 
 
 def _flatten_strings(name: str, data: list[Any]) -> list[str]:

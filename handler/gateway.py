@@ -8,6 +8,7 @@ stage and the OpenAPI docs link back under the stage.
 
 from __future__ import annotations
 
+import binascii
 import json
 from typing import Any
 
@@ -74,6 +75,8 @@ class SlimserveMangum(Mangum):
             )
         try:
             return super().__call__(event, context)
+        except binascii.Error:
+            return _error_result(400, "request body is marked isBase64Encoded but is not valid base64")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             # Mangum reads required fields straight from the event; a truncated event lands here.
             return _error_result(400, f"malformed {event_kind} event: {exc!r}")

@@ -10,9 +10,12 @@ from __future__ import annotations
 from handler.app import create_app
 from handler.gateway import make_lambda_handler
 from handler.model import load_model
+from handler.observability import instrument, make_logger, make_metrics
 from handler.settings import Settings
 
 settings = Settings.from_env()
+logger = make_logger(settings.log_level)
 model = load_model(settings.model_dir, intra_op_threads=settings.intra_op_threads)
 app = create_app(model)
-handler = make_lambda_handler(app)
+asgi_handler = make_lambda_handler(app)
+handler = instrument(asgi_handler, logger=logger, metrics=make_metrics(model.name))

@@ -96,3 +96,25 @@ class ModelReadyResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
+
+
+class PredictRequest(_Message):
+    """The plain route: one example per entry of ``instances`` for a model with one input
+    (numbers, nested lists of numbers, or strings for text models)."""
+
+    instances: list[Any] = Field(min_length=1, examples=[[[0.0] * 64]])
+    parameters: Parameters | None = None
+
+
+class Prediction(BaseModel):
+    label: str | None = Field(default=None, description="classification: the top label")
+    score: float | None = Field(default=None, description="classification: its score")
+    labels: list[str] | None = Field(default=None, description="classification: top-k labels")
+    scores: list[float] | None = Field(default=None, description="classification: top-k scores")
+    values: list[Any] | None = Field(default=None, description="other tasks: the first output's row")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model_name: str
+    model_version: str

@@ -1,0 +1,83 @@
+"""Toy ONNX models built with onnx.helper, as test fixtures (the MLServer way): each comes with
+a manifest, so the real handler loads them exactly like a build output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from build.bundle import sha256_file
+from handler.manifest import MANIFEST_SCHEMA, Manifest
+
+# V2 datatype -> ONNX element type, for every type onnxruntime's CPU Identity supports.
+ONNX_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def _save(model: onnx.ModelProto, folder: Path, name: str, inputs: list[dict], outputs: list[dict], **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.checker.check_model(model)
+    path = folder / "model.onnx"
+    onnx.save(model, str(path))
+    manifest = Manifest(
+        schema=MANIFEST_SCHEMA,
+        name=name,
+        model={"file": "model.onnx", "sha256": sha256_file(path), "bytes": path.stat().st_size},
+        inputs=inputs,
+        outputs=outputs,
+        **extra,
+    )
+    (folder / "manifest.json").write_text(manifest.to_json())
+    return folder
+
+
+def identity_all_types(folder: Path) -> Path:
+    """x_<type> -> y_<type> = Identity, shape [-1, 2] for every datatype."""
+    nodes, graph_inputs, graph_outputs, inputs, outputs = [], [], [], [], []
+    for datatype, element in ONNX_TYPES.items():
+        key = datatype.lower()
+        graph_inputs.append(helper.make_tensor_value_info(f"x_{key}", element, ["batch", 2]))
+        graph_outputs.append(helper.make_tensor_value_info(f"y_{key}", element, ["batch", 2]))
+        nodes.append(helper.make_node("Identity", [f"x_{key}"], [f"y_{key}"]))
+        inputs.append({"name": f"x_{key}", "datatype": datatype, "shape": [-1, 2]})
+        outputs.append({"name": f"y_{key}", "datatype": datatype, "shape": [-1, 2]})
+    graph = helper.make_graph(nodes, "identity_all_types", graph_inputs, graph_outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return _save(model, folder, "identity", inputs, outputs)
+
+
+def reshape_to_four(folder: Path) -> Path:
+    """x (FP32, [-1, -1]) reshaped to [2, 2]: valid by the declared shape, but onnxruntime
+    fails at run time unless x has exactly 4 elements (a model that raises inside ORT)."""
+    shape = helper.make_tensor("target", TensorProto.INT64, [2], np.array([2, 2], dtype=np.int64))
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "target"], ["y"])],
+        "reshape_to_four",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["a", "b"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return _save(
+        model, folder, "reshape",
+        [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}],
+        [{"name": "y", "datatype": "FP32", "shape": [2, 2]}],
+    )
