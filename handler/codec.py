@@ -58,6 +58,9 @@ def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
         raise BadRequest(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
+    except ValueError:
+        # int() refuses numbers of more than 4,300 digits (CVE-2020-10735 guard).
+        raise BadRequest(f"{what} is not valid JSON: a number is too large") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
