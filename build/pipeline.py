@@ -15,12 +15,15 @@ import numpy as np
 from build.bundle import BundleReport, build_zip, sha256_file
 from build.compress import compress, optimize
 from build.config import BuildConfig, ConfigError, load_config
+from build.evaluate import Reference, evaluator_for, load_dataset
+from build.openapi import render_for as render_openapi
 from build.progress import Steps
 from build.report import write_plot, write_report
 from build.source import load_callable, load_torch_model
-from build.evaluate import Reference, evaluator_for, load_dataset
 from build.validate import GateResult
+from handler.app import OPENAPI_FILE
 from handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
+from handler.model import load_model
 
 MODEL_FILE = "model.onnx"
 ZIP_FILE = "lambda.zip"
@@ -29,7 +32,7 @@ PLOT_FILE = "report.png"
 WORK_DIR = "work"
 REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
 # What a successful build leaves; all of it is removed first and on failure.
-OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE)
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE)
 
 
 class GateFailed(RuntimeError):
@@ -209,6 +212,11 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     for name, path in extra_model_files(config).items():
         shutil.copyfile(path, out / name)
         model_files[name] = out / name
+    # The API contract for this model, rendered by FastAPI here (build time) and served by the
+    # handler at /openapi.json and /docs.
+    openapi_path = out / OPENAPI_FILE
+    openapi_path.write_text(render_openapi(load_model(out, intra_op_threads=1)), encoding="utf-8")
+    model_files[OPENAPI_FILE] = openapi_path
 
     with steps.step("bundle", f"lambda.zip for Python {config.runtime.python} {config.runtime.architecture}"):
         bundle = build_zip(

@@ -12,9 +12,11 @@ class SlimserveError(Exception):
 
     status_code: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # Extra response headers the status requires (e.g. Allow on 405).
+        self.headers = headers or {}
 
 
 class BadRequest(SlimserveError):

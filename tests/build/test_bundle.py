@@ -28,10 +28,11 @@ def names_in(zip_path: Path) -> list[str]:
 def test_digits_zip_layout(digits_build: Path) -> None:
     names = set(names_in(digits_build / "lambda.zip"))
     for required in ("handler/main.py", "handler/app.py", "model/model.onnx", "model/manifest.json",
-                     "onnxruntime/__init__.py", "numpy/__init__.py", "fastapi/__init__.py", "mangum/__init__.py"):
+                     "onnxruntime/__init__.py", "numpy/__init__.py", "pydantic/__init__.py", "mangum/__init__.py",
+                     "model/openapi.json"):
         assert required in names, required
     tops = {name.split("/")[0] for name in names}
-    assert not tops & {"torch", "onnx", "build", "infra", "tests", "sklearn", "bin"}, tops
+    assert not tops & {"torch", "onnx", "build", "infra", "tests", "sklearn", "bin", "fastapi", "starlette"}, tops
     assert not any("/tests/" in name for name in names)
     assert not any(name.startswith("onnxruntime/capi/libonnxruntime.so") for name in names)
     assert not any(name.startswith(("onnxruntime/transformers/", "onnxruntime/quantization/")) for name in names)
@@ -70,10 +71,11 @@ def test_deterministic_zip_ignores_mtimes_and_order(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_rebuilding_the_zip_gives_the_same_bytes(digits_build: Path, tmp_path: Path) -> None:
-    manifest = digits_build / "manifest.json"
+    shipped = [name.removeprefix("model/") for name in names_in(digits_build / "lambda.zip") if name.startswith("model/")]
+    assert sorted(shipped) == ["manifest.json", "model.onnx", "openapi.json"]
     report = build_zip(
         tmp_path / "lambda.zip",
-        model_files={"model.onnx": digits_build / "model.onnx", "manifest.json": manifest},
+        model_files={name: digits_build / name for name in shipped},
         task="classification",
         python="3.12",
         architecture="x86_64",

@@ -1,0 +1,159 @@
+"""The inference service: every endpoint's behaviour, independent of any web framework.
+
+The ASGI app (handler/app.py, what Lambda runs) and the FastAPI declaration that documents the
+API (build/openapi.py) both call these methods, so there is one implementation of the protocol.
+Every method either returns a JSON-able value / bytes or raises a SlimserveError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from handler import __version__
+from handler.codec import (
+    DecodedRequest,
+    decode_inference_request,
+    decode_request,
+    encode_response,
+    parse_json_object,
+)
+from handler.errors import BadRequest, NotFound, Unprocessable
+from handler.manifest import TensorSpec
+from handler.model import LoadedModel
+from handler.protocol import InferenceRequest, PredictRequest, RequestInput
+from handler.tasks import TaskAdapter, adapter_for
+
+SERVER_NAME = "slimserve"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@dataclass(frozen=True)
+class InferReply:
+    body: bytes
+    header_length: int | None  # binary tensors follow the JSON header when set
+
+
+class InferenceService:
+    def __init__(self, model: LoadedModel, adapter: TaskAdapter | None = None) -> None:
+        self.model = model
+        self.manifest = model.manifest
+        self.task = adapter or adapter_for(model)
+        self.limits = self.manifest.runtime.limits
+        self.output_names = [spec.name for spec in self.manifest.outputs]
+        tensors = lambda specs: [spec.model_dump(include={"name", "datatype", "shape"}) for spec in specs]  # noqa: E731
+        parameters: dict[str, Any] = {"task": self.manifest.task}
+        if self.manifest.labels:
+            parameters["labels"] = self.manifest.labels
+        self._metadata = {
+            "name": self.manifest.name,
+            "versions": [self.manifest.version],
+            "platform": self.manifest.platform,
+            "inputs": tensors(self.manifest.inputs),
+            "outputs": tensors(self.manifest.outputs),
+            "parameters": parameters,
+        }
+
+    # ------------------------------------------------------------------ metadata and health
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    def check_model(self, model_name: str, model_version: str | None = None) -> None:
+        if model_name != self.manifest.name:
+            raise NotFound(f"model '{model_name}' not found; this endpoint serves '{self.manifest.name}'")
+        if model_version is not None and model_version != self.manifest.version:
+            raise NotFound(
+                f"version '{model_version}' of model '{model_name}' not found; available: ['{self.manifest.version}']"
+            )
+
+    def model_metadata(self, model_name: str, model_version: str | None = None) -> dict[str, Any]:
+        self.check_model(model_name, model_version)
+        return self._metadata
+
+    def model_ready(self, model_name: str, model_version: str | None = None) -> dict[str, Any]:
+        self.check_model(model_name, model_version)
+        return {"name": model_name, "ready": True}
+
+    # ------------------------------------------------------------------ inference
+
+    def _produce(self, decoded: DecodedRequest) -> dict[str, Any]:
+        return self.task.infer(decoded.tensors, decoded.parameters)
+
+    def infer(self, model_name: str, model_version: str | None, body: bytes, header_length: str | None) -> InferReply:
+        self.check_model(model_name, model_version)
+        decoded = decode_request(body, header_length=header_length, specs=self.manifest.inputs, limits=self.limits)
+        produced = self._produce(decoded)
+        if decoded.requested_outputs is None:
+            selected = {name: produced[name] for name in self.output_names if name in produced}
+            binary = {name: decoded.binary_by_default for name in selected}
+        else:
+            unknown = [name for name in decoded.requested_outputs if name not in produced]
+            if unknown:
+                raise NotFound(f"unknown output(s) {unknown}; this model produces {self.output_names}")
+            selected = {name: produced[name] for name in decoded.requested_outputs}
+            binary = decoded.requested_outputs
+        encoded = encode_response(
+            model_name=self.manifest.name,
+            model_version=self.manifest.version,
+            request_id=decoded.request.id,
+            outputs=selected,
+            binary=binary,
+        )
+        return InferReply(encoded.body, encoded.header_length)
+
+    def predict(self, body: bytes) -> dict[str, Any]:
+        raw = parse_json_object(body)
+        try:
+            plain = PredictRequest.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise Unprocessable(f"invalid predict request at '{where}': {first['msg']}") from None
+        request = _as_inference_request(plain, self.manifest.inputs)
+        decoded = decode_inference_request(request, specs=self.manifest.inputs, limits=self.limits)
+        produced = self._produce(decoded)
+        return {
+            "predictions": _predictions(produced, self.manifest.task, self.output_names),
+            "model_name": self.manifest.name,
+            "model_version": self.manifest.version,
+        }
+
+
+def _nested_shape(instances: list[Any]) -> list[int]:
+    shape = [len(instances)]
+    element: Any = instances[0]
+    while isinstance(element, list) and len(shape) < 33:
+        shape.append(len(element))
+        element = element[0] if element else None
+    return shape
+
+
+def _as_inference_request(plain: PredictRequest, specs: list[TensorSpec]) -> InferenceRequest:
+    if len(specs) != 1:
+        raise BadRequest(
+            f"/predict serves models with one input; this one takes {[spec.name for spec in specs]}: "
+            "use POST /v2/models/{name}/infer"
+        )
+    spec = specs[0]
+    try:
+        item = RequestInput(name=spec.name, shape=_nested_shape(plain.instances), datatype=spec.datatype, data=plain.instances)
+    except ValidationError:
+        raise BadRequest("instances are nested deeper than 32 levels") from None
+    return InferenceRequest(inputs=[item], parameters=plain.parameters)
+
+
+def _predictions(produced: dict[str, Any], task: str, output_names: list[str]) -> list[dict[str, Any]]:
+    if task == "classification":
+        return [
+            {
+                "label": str(row_labels[0]),
+                "score": float(row_scores[0]),
+                "labels": [str(x) for x in row_labels],
+                "scores": [float(x) for x in row_scores],
+            }
+            for row_labels, row_scores in zip(produced["label"], produced["score"])
+        ]
+    return [{"values": row.tolist()} for row in produced[output_names[0]]]
