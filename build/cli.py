@@ -61,11 +61,11 @@ def local(
     python: Annotated[Optional[str], typer.Option(help="Interpreter to run the function with")] = None,
 ) -> None:
     """Serve the built lambda.zip on 127.0.0.1 the way Lambda and API Gateway would."""
-    from build.local import LocalError, serve
+    from build.local import LocalRunError, serve
 
     try:
         serve(target, port, python=python)
-    except LocalError as exc:
+    except LocalRunError as exc:
         _fail(str(exc))
 
 
@@ -84,7 +84,7 @@ def invoke(
     if (event is None) == (url is None):
         _fail("give exactly one of --event FILE or --url URL", 2)
     if event is not None:
-        from build.local import LocalError, invoke_event
+        from build.local import LocalRunError, invoke_event
 
         try:
             payload = json.loads(event.read_text(encoding="utf-8"))
@@ -92,7 +92,7 @@ def invoke(
             _fail(f"cannot read event {event}: {exc}", 2)
         try:
             result = invoke_event(target, payload)
-        except LocalError as exc:
+        except LocalRunError as exc:
             _fail(str(exc))
         out.print_json(data=result)
         return

@@ -1,0 +1,409 @@
+"""API Gateway <-> Lambda translation, as pure functions (no sockets, no processes).
+
+Two directions:
+- an HTTP request becomes a Lambda proxy event: HTTP API payload 2.0, HTTP API payload 1.0, or
+  REST API (which always uses the 1.0 shape);
+- the function's JSON result becomes an HTTP response, with API Gateway's rules for what counts
+  as a malformed result (502) and when a base64 body is decoded.
+
+Facts encoded here (see docs of API Gateway; measured behaviour noted where the docs are silent):
+- HTTP API lower-cases header names, joins repeated headers and query parameters with commas
+  (2.0), moves the Cookie header into ``cookies`` (2.0) and base64-encodes every request body
+  whose Content-Type is not text/*, application/json, application/xml or application/javascript
+  (a missing Content-Type and form posts count as binary).
+- REST API keeps header case, base64-encodes a request body only when its Content-Type matches
+  ``binaryMediaTypes``, and decodes a base64 response only when the request's first Accept type
+  matches them.
+- HTTP API 2.0: a result that is valid JSON but not an object with ``statusCode`` is sent as a
+  200 application/json body. Payload 1.0 has no such inference.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote
+
+ApiType = Literal["http", "rest"]
+PayloadFormat = Literal["1.0", "2.0"]
+
+# Values a deployed API shows; local stand-ins keep the same shape.
+LOCAL_ACCOUNT_ID = "123456789012"
+LOCAL_API_ID = "local"
+LOCAL_REGION = "us-east-1"
+
+_HTTP_API_TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request as it reached the gateway (path still carries a stage prefix, if any)."""
+
+    method: str
+    path: str  # percent-encoded, as sent
+    query: str  # raw query string without "?"
+    headers: Sequence[tuple[str, str]]  # as sent, in order, repeated names allowed
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+    protocol: str = "HTTP/1.1"
+
+    def header_values(self, name: str) -> list[str]:
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered]
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        return values[0] if values else None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """What the router decided: the route key / resource and the extracted path parameters."""
+
+    route_key: str  # "$default" or "ANY /{proxy+}" (HTTP API routeKey)
+    resource: str  # REST "resource": "/{proxy+}"; for "$default" the request path
+    path_parameters: dict[str, str]
+
+
+class InvalidLambdaResponse(ValueError):
+    """The function answered, but not in a shape API Gateway accepts (API Gateway: 502)."""
+
+
+def media_type(content_type: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def media_type_matches(candidate: str, patterns: Sequence[str]) -> bool:
+    """Match a media type against binaryMediaTypes entries, which may use ``*`` wildcards."""
+    if not candidate:
+        return False
+    kind, _, sub = candidate.partition("/")
+    for pattern in patterns:
+        p_kind, _, p_sub = media_type(pattern).partition("/")
+        if p_kind in ("*", kind) and p_sub in ("*", sub):
+            return True
+    return False
+
+
+def http_api_treats_as_text(content_type: str | None) -> bool:
+    kind = media_type(content_type)
+    return kind.startswith("text/") or kind in _HTTP_API_TEXT_TYPES
+
+
+def encode_body(body: bytes, as_base64: bool) -> tuple[str | None, bool]:
+    """Return (event body, isBase64Encoded); an empty body is ``None`` as API Gateway sends it."""
+    if not body:
+        return None, False
+    if as_base64:
+        return base64.b64encode(body).decode("ascii"), True
+    # A text-typed body that is not valid UTF-8 is mangled by API Gateway too.
+    return body.decode("utf-8", errors="replace"), False
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header in the format Lambda passes on."""
+    epoch = int(now if now is not None else time.time())
+    return f"Root=1-{epoch:08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+
+
+def _clf_time(epoch_ms: int) -> str:
+    # API Gateway's requestContext.time: "12/Mar/2020:19:03:58 +0000"
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+
+
+def _domain(request: HttpRequest) -> str:
+    return request.header("host") or f"{LOCAL_API_ID}.execute-api.{LOCAL_REGION}.amazonaws.com"
+
+
+def _gateway_added_headers(request: HttpRequest, trace_id: str) -> list[tuple[str, str]]:
+    """Headers API Gateway adds on its way to the integration."""
+    host = request.header("host") or ""
+    port = host.rsplit(":", 1)[1] if ":" in host else "80"
+    forwarded = request.header("x-forwarded-for")
+    added = [
+        ("x-amzn-trace-id", trace_id),
+        (
+            "x-forwarded-for",
+            f"{forwarded}, {request.source_ip}" if forwarded else request.source_ip,
+        ),
+        ("x-forwarded-port", port),
+        # The local front speaks plain HTTP; saying "https" would make apps build wrong URLs.
+        ("x-forwarded-proto", "http"),
+    ]
+    names = {name for name, _ in added}
+    kept = [(k, v) for k, v in request.headers if k.lower() not in names]
+    return kept + added
+
+
+def build_http_api_v2_event(
+    request: HttpRequest,
+    match: RouteMatch,
+    *,
+    stage: str,
+    request_id: str,
+    trace_id: str,
+    now_ms: int,
+    stage_variables: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """API Gateway HTTP API, payload format 2.0."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in _gateway_added_headers(request, trace_id):
+        lowered = name.lower()
+        if lowered == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            continue
+        headers[lowered] = f"{headers[lowered]},{value}" if lowered in headers else value
+
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(request.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+
+    body, is_base64 = encode_body(
+        request.body, as_base64=not http_api_treats_as_text(request.header("content-type"))
+    )
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": match.route_key,
+        "rawPath": request.path,
+        "rawQueryString": request.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": LOCAL_ACCOUNT_ID,
+            "apiId": LOCAL_API_ID,
+            "domainName": _domain(request),
+            "domainPrefix": _domain(request).split(".", 1)[0],
+            "http": {
+                "method": request.method,
+                "path": unquote(request.path),
+                "protocol": request.protocol,
+                "sourceIp": request.source_ip,
+                "userAgent": request.header("user-agent") or "",
+            },
+            "requestId": request_id,
+            "routeKey": match.route_key,
+            "stage": stage,
+            "time": _clf_time(now_ms),
+            "timeEpoch": now_ms,
+        },
+        "isBase64Encoded": is_base64,
+    }
+    # Absent, not empty, when there is nothing: that is what API Gateway sends.
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if match.path_parameters:
+        event["pathParameters"] = dict(match.path_parameters)
+    if stage_variables:
+        event["stageVariables"] = dict(stage_variables)
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+def build_v1_event(
+    request: HttpRequest,
+    match: RouteMatch,
+    *,
+    api_type: ApiType,
+    stage: str,
+    stage_prefix: str,
+    request_id: str,
+    trace_id: str,
+    now_ms: int,
+    binary_media_types: Sequence[str] = (),
+    stage_variables: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Payload format 1.0: REST API proxy integration, or HTTP API with format 1.0.
+
+    ``request.path`` includes ``stage_prefix`` (e.g. ``/prod``) when the API has a named stage;
+    REST passes the path without it and the full one in requestContext.path.
+    """
+    added = _gateway_added_headers(request, trace_id)
+    if api_type == "http":
+        added = [(k.lower(), v) for k, v in added]
+    headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in added:
+        headers[name] = value  # the last one wins in the single-value map
+        multi_headers.setdefault(name, []).append(value)
+
+    query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(request.query, keep_blank_values=True):
+        query[key] = value
+        multi_query.setdefault(key, []).append(value)
+
+    content_type = request.header("content-type")
+    if api_type == "rest":
+        as_base64 = media_type_matches(media_type(content_type), binary_media_types)
+    else:
+        as_base64 = not http_api_treats_as_text(content_type)
+    body, is_base64 = encode_body(request.body, as_base64)
+
+    decoded_path = unquote(request.path)
+    resource_path = decoded_path
+    if stage_prefix:
+        resource_path = decoded_path[len(stage_prefix) :] or "/"
+    event: dict[str, Any] = {
+        "resource": match.resource,
+        "path": resource_path if api_type == "rest" else decoded_path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(match.path_parameters) or None,
+        "stageVariables": dict(stage_variables) if stage_variables else None,
+        "requestContext": {
+            "accountId": LOCAL_ACCOUNT_ID,
+            "apiId": LOCAL_API_ID,
+            "domainName": _domain(request),
+            "domainPrefix": _domain(request).split(".", 1)[0],
+            "extendedRequestId": request_id,
+            "httpMethod": request.method,
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "cognitoIdentityId": None,
+                "sourceIp": request.source_ip,
+                "user": None,
+                "userAgent": request.header("user-agent") or "",
+                "userArn": None,
+            },
+            "path": decoded_path,
+            "protocol": request.protocol,
+            "requestId": request_id,
+            "requestTime": _clf_time(now_ms),
+            "requestTimeEpoch": now_ms,
+            "resourceId": "local",
+            "resourcePath": match.resource,
+            "stage": stage,
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+    if api_type == "http":
+        event["version"] = "1.0"
+        event["requestContext"]["routeKey"] = match.route_key
+    return event
+
+
+def _header_value(value: Any) -> str:
+    # API Gateway accepts scalars and stringifies them; objects and lists are malformed.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise InvalidLambdaResponse(f"header value {value!r} is not a string")
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidLambdaResponse("statusCode must be an integer")
+    try:
+        status = int(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidLambdaResponse(f"statusCode {value!r} is not an integer") from exc
+    if not 100 <= status <= 599:
+        raise InvalidLambdaResponse(f"statusCode {status} is out of range")
+    return status
+
+
+def _body_bytes(result: Mapping[str, Any], decode_base64: bool) -> bytes:
+    body = result.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise InvalidLambdaResponse("body must be a string")
+    if result.get("isBase64Encoded") is True and decode_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidLambdaResponse("isBase64Encoded is true but body is not base64") from exc
+    return body.encode("utf-8")
+
+
+def http_response_from_v2_result(payload: bytes) -> HttpResponse:
+    """Translate a function result for HTTP API payload 2.0."""
+    try:
+        result = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidLambdaResponse("the function result is not JSON") from exc
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # HTTP API 2.0 infers a 200 JSON response from any other valid JSON.
+        return HttpResponse(200, [("content-type", "application/json")], payload)
+
+    headers: list[tuple[str, str]] = []
+    raw_headers = result.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        raise InvalidLambdaResponse("headers must be an object")
+    for name, value in raw_headers.items():
+        headers.append((str(name), _header_value(value)))
+    # multiValueHeaders belong to payload 1.0; HTTP API ignores them in a 2.0 result.
+    cookies = result.get("cookies") or []
+    if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
+        raise InvalidLambdaResponse("cookies must be a list of strings")
+    headers.extend(("set-cookie", cookie) for cookie in cookies)
+    return HttpResponse(_status(result["statusCode"]), headers, _body_bytes(result, True))
+
+
+def http_response_from_v1_result(
+    payload: bytes,
+    *,
+    api_type: ApiType,
+    accept: str | None,
+    binary_media_types: Sequence[str] = (),
+) -> HttpResponse:
+    """Translate a function result for payload 1.0 (REST API, or HTTP API with format 1.0)."""
+    try:
+        result = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidLambdaResponse("the function result is not JSON") from exc
+    if not isinstance(result, dict) or "statusCode" not in result:
+        raise InvalidLambdaResponse("payload 1.0 results need a statusCode")
+
+    single = result.get("headers") or {}
+    multi = result.get("multiValueHeaders") or {}
+    if not isinstance(single, dict) or not isinstance(multi, dict):
+        raise InvalidLambdaResponse("headers and multiValueHeaders must be objects")
+    headers: list[tuple[str, str]] = []
+    multi_names = {str(name).lower() for name in multi}
+    for name, value in single.items():
+        if str(name).lower() not in multi_names:
+            headers.append((str(name), _header_value(value)))
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise InvalidLambdaResponse("multiValueHeaders values must be lists")
+        headers.extend((str(name), _header_value(value)) for value in values)
+
+    if api_type == "rest":
+        # Only the first Accept type counts (documented REST API behaviour).
+        first_accept = media_type((accept or "").split(",", 1)[0])
+        decode = media_type_matches(first_accept, binary_media_types)
+    else:
+        decode = True
+    return HttpResponse(_status(result["statusCode"]), headers, _body_bytes(result, decode))

@@ -1,0 +1,537 @@
+"""``slimserve local`` / ``slimserve invoke``: run a built lambda.zip offline, as Lambda would.
+
+The zip is unpacked once per content digest into a read-only task root under the project's
+cache (``.cache/task-roots``, shared by runs of the same zip); the handler runs in a separate
+interpreter started with ``-S`` so that only the zip, the runtime interface client
+(``awslambdaric``, which Lambda provides and the zip must not carry) and the standard library
+are importable; ``awslambdaric`` talks to a local Runtime API (build/runtime_api.py); an
+API-Gateway-shaped HTTP front (build/gateway.py) turns HTTP requests into proxy events.
+
+When the zip's target Python (or architecture, or Linux itself) is not available here, the zip
+cannot be run as built. Then the zip's packages are reinstalled for a local Python and the run
+is labelled EMULATION everywhere: it checks the handler, not the bundle.
+
+Public API (used by build/cli.py): ``serve``, ``running``, ``invoke_event``, ``resolve_target``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from build.events import ApiType
+from build.gateway import Gateway, GatewayConfig, GatewayHttpServer
+from build.local_function import (
+    DEFAULT_INIT_TIMEOUT_S,
+    FunctionPool,
+    FunctionSpec,
+    FunctionStartError,
+)
+from build.local_python import (
+    RUNTIME_CLIENT_REQUIREMENT,
+    LocalPythonError,
+    LocalRunError,
+    PythonInterpreter,
+    current_python,
+    ensure_emulation_packages,
+    ensure_runtime_client,
+    find_python,
+    resolve_python,
+)
+from build.local_taskroot import (
+    handler_top_level,
+    new_work_dir,
+    remove_tree,
+    set_read_only,
+    shared_task_root,
+    strip_bundled_packages,
+    unpack_zip,
+    warn_about_permissions,
+)
+from build.runtime_api import MAX_REQUEST_PAYLOAD_BYTES, InvocationResult
+from handler.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+
+__all__ = [
+    "BuildArtifacts",
+    "FunctionError",
+    "FunctionStartError",
+    "GatewayConfig",
+    "LocalPythonError",
+    "LocalRunError",
+    "LocalServer",
+    "default_cache_dir",
+    "invoke_event",
+    "resolve_target",
+    "running",
+    "serve",
+]
+
+ZIP_NAME = "lambda.zip"
+DEFAULT_HANDLER = "handler.main.handler"  # slimserve's own handler: it serves /v2/health/ready
+_ZIP_MANIFEST = f"model/{MANIFEST_FILE}"
+
+
+class FunctionError(LocalRunError):
+    """The function ran and failed (exception, timeout, crash): ``document`` is Lambda's error
+    payload (``errorType``, ``errorMessage``, ``stackTrace``...)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        super().__init__(
+            f"the function failed: {document.get('errorType')}: {document.get('errorMessage')}"
+        )
+
+
+def default_cache_dir() -> Path:
+    """``$SLIMSERVE_CACHE_DIR``, else ``.cache/`` in the current folder (git-ignored)."""
+    configured = os.environ.get("SLIMSERVE_CACHE_DIR")
+    return Path(configured) if configured else Path.cwd() / ".cache"
+
+
+# --- finding the build -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildArtifacts:
+    folder: Path
+    zip_path: Path
+    manifest: Manifest
+
+
+def _manifest_for(folder: Path, zip_path: Path) -> Manifest:
+    beside = folder / MANIFEST_FILE
+    try:
+        if beside.is_file():
+            return load_manifest(beside)
+        with zipfile.ZipFile(zip_path) as archive, tempfile.TemporaryDirectory() as scratch:
+            if _ZIP_MANIFEST not in archive.namelist():
+                raise LocalRunError(
+                    f"no {MANIFEST_FILE} beside {zip_path} and none at {_ZIP_MANIFEST} inside it"
+                )
+            extracted = Path(archive.extract(_ZIP_MANIFEST, scratch))
+            return load_manifest(extracted)
+    except ManifestError as exc:
+        raise LocalRunError(str(exc)) from exc
+    except zipfile.BadZipFile as exc:
+        raise LocalRunError(f"{zip_path} is not a valid zip file: {exc}") from exc
+
+
+def resolve_target(target: Path, *, cwd: Path | None = None) -> BuildArtifacts:
+    """``target``: a build output folder (lambda.zip + manifest.json), the zip itself, or an
+    example folder (slimserve.toml; its build is ``dist/<name>/`` under ``cwd``)."""
+    target = Path(target)
+    if target.is_file() and target.suffix == ".zip":
+        return BuildArtifacts(target.parent, target, _manifest_for(target.parent, target))
+    if (target / ZIP_NAME).is_file():
+        return BuildArtifacts(target, target / ZIP_NAME, _manifest_for(target, target / ZIP_NAME))
+    config_file = target / "slimserve.toml"
+    if config_file.is_file():
+        try:
+            name = tomllib.loads(config_file.read_text(encoding="utf-8")).get("name")
+        except tomllib.TOMLDecodeError as exc:
+            raise LocalRunError(f"{config_file} is not valid TOML: {exc}") from exc
+        if not isinstance(name, str) or not name:
+            raise LocalRunError(f"{config_file} has no `name`")
+        folder = (cwd or Path.cwd()) / "dist" / name
+        zip_path = folder / ZIP_NAME
+        if not zip_path.is_file():
+            raise LocalRunError(
+                f"{target} has not been built yet ({zip_path} does not exist): "
+                f"run `slimserve build {target}` first"
+            )
+        return BuildArtifacts(folder, zip_path, _manifest_for(folder, zip_path))
+    raise LocalRunError(
+        f"{target} is neither a build output folder (with {ZIP_NAME} and {MANIFEST_FILE}) "
+        "nor an example folder (with slimserve.toml)"
+    )
+
+
+# --- preparing the function --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedFunction:
+    spec: FunctionSpec
+    interpreter: PythonInterpreter
+    emulated: bool
+    emulation_reason: str = ""
+
+
+def _choose_interpreter(manifest: Manifest, python: str | None) -> tuple[PythonInterpreter, str]:
+    """Returns (interpreter, reason it cannot run the zip as built or "")."""
+    target_python = manifest.runtime.python
+    target_arch = manifest.runtime.architecture
+    if python is not None:
+        interpreter = resolve_python(python)
+    else:
+        interpreter = find_python(target_python) or current_python()
+    if interpreter.runs_lambda_wheels(target_python, target_arch):
+        return interpreter, ""
+    if interpreter.version != target_python:
+        reason = f"the zip targets Python {target_python}, not found on this machine"
+        if python is not None:
+            reason = f"the zip targets Python {target_python}; --python gave {interpreter.version}"
+    elif interpreter.system != "Linux":
+        reason = f"the zip holds Linux binaries and this machine runs {interpreter.system}"
+    else:
+        reason = (
+            f"the zip targets {target_arch} and this machine is {interpreter.lambda_architecture}"
+        )
+    return interpreter, reason
+
+
+def prepare_function(
+    artifacts: BuildArtifacts,
+    work_dir: Path,
+    *,
+    config: GatewayConfig,
+    python: str | None,
+    cache_dir: Path,
+    console: Console,
+) -> PreparedFunction:
+    manifest = artifacts.manifest
+    warn_about_permissions(artifacts.zip_path, console)
+    interpreter, emulation_reason = _choose_interpreter(manifest, python)
+    emulated = bool(emulation_reason)
+    if emulated:
+        # A private copy: the zip's own packages get removed from it below.
+        task_root = work_dir / "task"
+        task_root.mkdir(parents=True)
+        files, size = unpack_zip(artifacts.zip_path, task_root)
+        console.print(
+            f"unpacked {artifacts.zip_path} ({files} files, {size / 1e6:.1f} MB) into {task_root}"
+        )
+    else:
+        task_root = shared_task_root(cache_dir, artifacts.zip_path, work_dir, console)
+    import_path = [task_root]
+    if emulated:
+        requirements = strip_bundled_packages(task_root, manifest.runtime.handler)
+        console.print(
+            Panel(
+                Text.assemble(
+                    ("EMULATION BUILD. ", "bold"),
+                    f"{emulation_reason}. Running the handler with Python "
+                    f"{interpreter.version}/{interpreter.lambda_architecture} "
+                    f"({interpreter.executable}) and the zip's {len(requirements)} packages "
+                    "reinstalled from PyPI for it. This checks the handler, NOT the bundle: "
+                    "it does not prove lambda.zip works on Lambda.",
+                ),
+                title="slimserve local: EMULATION",
+                border_style="yellow",
+            ),
+            soft_wrap=False,  # a panel must wrap its text, or it is cut at the border
+        )
+        own = {handler_top_level(manifest.runtime.handler), "model"}
+        if not requirements and any(
+            path.is_dir() and path.name not in own and not path.name.startswith(("_", "."))
+            for path in task_root.iterdir()
+        ):
+            console.print(
+                "[yellow]no *.dist-info folders in the zip: its dependency list cannot be "
+                "recovered, so its third-party packages are not reinstalled and will fail to "
+                "import[/yellow]"
+            )
+        with console.status(
+            f"installing {len(requirements)} packages for Python {interpreter.version} (emulation)"
+        ):
+            packages, installed_now = ensure_emulation_packages(
+                cache_dir, interpreter, requirements
+            )
+        if requirements:
+            console.print(
+                f"emulation packages {'installed' if installed_now else 'cached'} in {packages}"
+            )
+        import_path.append(packages)
+        set_read_only(task_root)
+
+    runtime_python = interpreter.version
+    runtime_arch = interpreter.lambda_architecture if emulated else manifest.runtime.architecture
+    with console.status(
+        f"installing {RUNTIME_CLIENT_REQUIREMENT} for Python {runtime_python}/{runtime_arch} (once)"
+    ):
+        runtime_dir, installed_now = ensure_runtime_client(
+            cache_dir, runtime_python, runtime_arch, compile_with=interpreter
+        )
+    console.print(
+        f"runtime client {RUNTIME_CLIENT_REQUIREMENT} for Python {runtime_python}/{runtime_arch}: "
+        f"{'installed into' if installed_now else 'cached in'} {runtime_dir}"
+    )
+    import_path.append(runtime_dir)
+
+    tmp_root = work_dir / "tmp"
+    tmp_root.mkdir()
+    spec = FunctionSpec(
+        name=manifest.name,
+        handler=manifest.runtime.handler,
+        python=interpreter.executable,
+        python_version=interpreter.version,
+        task_root=task_root,
+        import_path=tuple(import_path),
+        memory_mb=config.memory_mb,
+        timeout_s=config.function_timeout_s,
+        environment=config.environment,
+        tmp_root=tmp_root,
+    )
+    return PreparedFunction(spec, interpreter, emulated, emulation_reason)
+
+
+@dataclass
+class LocalFunction:
+    """A prepared, started function pool plus the folder it lives in."""
+
+    artifacts: BuildArtifacts
+    prepared: PreparedFunction
+    pool: FunctionPool
+    work_dir: Path
+    init_ms: float
+
+
+def _console_log(console: Console) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        # Text(): function output may contain [brackets] that rich would read as markup.
+        console.print(Text(line, style="dim"), soft_wrap=True)
+
+    return log
+
+
+@contextmanager
+def started_function(
+    artifacts: BuildArtifacts,
+    config: GatewayConfig,
+    *,
+    python: str | None,
+    cache_dir: Path | None,
+    console: Console,
+    concurrency: int = 1,
+    init_timeout_s: float = DEFAULT_INIT_TIMEOUT_S,
+) -> Iterator[LocalFunction]:
+    """Unpack, prepare and initialise the function; tears everything down on exit."""
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    work_dir = new_work_dir(cache_dir, artifacts.manifest.name)
+    pool: FunctionPool | None = None
+    try:
+        prepared = prepare_function(
+            artifacts,
+            work_dir,
+            config=config,
+            python=python,
+            cache_dir=cache_dir,
+            console=console,
+        )
+        console.print(
+            f"starting {' '.join(prepared.spec.command())} (cwd = task root, "
+            f"{config.memory_mb} MB, timeout {config.function_timeout_s:g} s)"
+        )
+        pool = FunctionPool(prepared.spec, concurrency=concurrency, log=_console_log(console))
+        init_ms = pool.start(init_timeout_s)
+        function = LocalFunction(artifacts, prepared, pool, work_dir, init_ms)
+        yield function
+    finally:
+        if pool is not None:
+            pool.close()
+        remove_tree(work_dir)
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+@dataclass
+class LocalServer:
+    """A running local API. ``url`` has no trailing slash and includes a named stage."""
+
+    url: str
+    emulated: bool
+    config: GatewayConfig
+    manifest: Manifest
+    python: PythonInterpreter
+    init_ms: float  # the function's cold start (process start to first poll)
+    ready_ms: float  # everything: unpack, installs, start
+    function: LocalFunction = field(repr=False)
+    _stop: Callable[[], None] | None = field(repr=False, default=None)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            stop()
+
+
+@contextmanager
+def running(
+    target: Path,
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    python: str | None = None,
+    config: GatewayConfig | None = None,
+    cache_dir: Path | None = None,
+    concurrency: int = 1,
+    init_timeout_s: float = DEFAULT_INIT_TIMEOUT_S,
+    console: Console | None = None,
+    api_type: ApiType = "http",
+) -> Iterator[LocalServer]:
+    """Serve ``target`` on ``host:port`` (0: a free port) while the block runs.
+
+    ``config`` defaults to ``GatewayConfig.from_manifest(manifest, api_type=api_type)``.
+    Raises LocalRunError (FunctionStartError for init failures such as a dependency missing
+    from the zip) before yielding when the function cannot start.
+    """
+    started = time.perf_counter()
+    console = console or Console(stderr=True, soft_wrap=True)
+    artifacts = resolve_target(target)
+    manifest = artifacts.manifest
+    gateway_config = config or GatewayConfig.from_manifest(manifest, api_type=api_type)
+    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="slimserve-invoke")
+    pools: list[FunctionPool] = []  # filled once the function has started
+
+    def submit(payload: bytes, wait_s: float) -> Future[InvocationResult | None]:
+        return executor.submit(pools[0].invoke, payload, wait_for_instance_s=wait_s)
+
+    # Bind first: a busy port should fail in milliseconds, not after unpacking and init.
+    try:
+        http = GatewayHttpServer(
+            Gateway(gateway_config, submit), host, port, log=_console_log(console)
+        )
+    except OSError as exc:
+        executor.shutdown(wait=False)
+        raise LocalRunError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        with started_function(
+            artifacts,
+            gateway_config,
+            python=python,
+            cache_dir=cache_dir,
+            console=console,
+            concurrency=concurrency,
+            init_timeout_s=init_timeout_s,
+        ) as function:
+            pools.append(function.pool)
+            http.start()
+
+            def stop() -> None:
+                http.stop()
+                function.pool.close()
+
+            server = LocalServer(
+                url=http.url + gateway_config.stage_prefix,
+                emulated=function.prepared.emulated,
+                config=gateway_config,
+                manifest=manifest,
+                python=function.prepared.interpreter,
+                init_ms=function.init_ms,
+                ready_ms=(time.perf_counter() - started) * 1000,
+                function=function,
+                _stop=stop,
+            )
+            label = " [bold yellow](EMULATION)[/bold yellow]" if server.emulated else ""
+            console.print(
+                f"[green]ready[/green] in {server.ready_ms:.0f} ms (function init "
+                f"{server.init_ms:.0f} ms): {server.url}{label} - {gateway_config.describe()}"
+            )
+            if manifest.runtime.handler == DEFAULT_HANDLER:
+                console.print(f"try: curl {server.url}/v2/health/ready", highlight=False)
+            try:
+                yield server
+            finally:
+                server.stop()
+    finally:
+        http.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def serve(
+    target: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    python: str | None = None,
+    config: GatewayConfig | None = None,
+    cache_dir: Path | None = None,
+    concurrency: int = 1,
+    console: Console | None = None,
+    api_type: ApiType = "http",
+) -> None:
+    """Serve until Ctrl-C (or SIGTERM); then stop the function and clean up."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    stop_requested = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    try:
+        with running(
+            target,
+            port,
+            host=host,
+            python=python,
+            config=config,
+            cache_dir=cache_dir,
+            concurrency=concurrency,
+            console=console,
+            api_type=api_type,
+        ):
+            console.print("press Ctrl-C to stop")
+            try:
+                while not stop_requested.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+        console.print("stopped")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def invoke_event(
+    target: Path,
+    event: Any,
+    *,
+    python: str | None = None,
+    config: GatewayConfig | None = None,
+    cache_dir: Path | None = None,
+    console: Console | None = None,
+) -> Any:
+    """Send one raw event (e.g. a recorded API Gateway event) through the same runtime path and
+    return the function's JSON result. Raises FunctionError when the function fails."""
+    payload = json.dumps(event).encode()
+    if len(payload) > MAX_REQUEST_PAYLOAD_BYTES:
+        raise LocalRunError(
+            f"the event is {len(payload)} bytes; Lambda accepts at most {MAX_REQUEST_PAYLOAD_BYTES}"
+        )
+    artifacts = resolve_target(target)
+    with started_function(
+        artifacts,
+        config or GatewayConfig.from_manifest(artifacts.manifest),
+        python=python,
+        cache_dir=cache_dir,
+        console=console or Console(stderr=True, soft_wrap=True),
+    ) as function:
+        result = function.pool.invoke(payload)
+    assert result is not None  # no wait limit: a free environment always comes
+    if not result.ok:
+        raise FunctionError(result.error_document())
+    try:
+        return json.loads(result.payload)
+    except json.JSONDecodeError as exc:
+        raise LocalRunError(
+            f"the function returned non-JSON output: {result.payload[:200]!r}"
+        ) from exc
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m build.local DIR [PORT]
+    serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 8000)
