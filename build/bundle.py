@@ -58,6 +58,19 @@ _STRIP_PATHS = [
     "numpy/_pyinstaller",
     "numpy/_core/include",
     "numpy/_core/lib/pkgconfig",
+    # onnxruntime declares protobuf and flatbuffers for its tools; inference imports neither.
+    "google",
+    "flatbuffers",
+    # Powertools: the handler uses Logger and Metrics only (which import shared/, tracing/ and
+    # utilities/jmespath_utils); the REST event handler and the other utilities are 3 MB more.
+    "aws_lambda_powertools/event_handler",
+    *(
+        f"aws_lambda_powertools/utilities/{name}"
+        for name in (
+            "auth_alpha", "batch", "circuit_breaker", "data_classes", "data_masking", "feature_flags",
+            "idempotency", "kafka", "parameters", "parser", "streaming", "validation",
+        )
+    ),
 ]
 _STRIP_GLOBS = ["onnxruntime/capi/libonnxruntime.so*", "**/*.pyi"]
 _STRIP_DIR_NAMES = {"tests", "__pycache__"}

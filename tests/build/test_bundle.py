@@ -37,6 +37,8 @@ def test_digits_zip_layout(digits_build: Path) -> None:
     assert not any(name.startswith("onnxruntime/capi/libonnxruntime.so") for name in names)
     assert not any(name.startswith(("onnxruntime/transformers/", "onnxruntime/quantization/")) for name in names)
     assert not any(name.endswith(".pyi") for name in names)
+    assert not any(name.startswith(("google/", "flatbuffers/", "aws_lambda_powertools/event_handler/")) for name in names)
+    assert "aws_lambda_powertools/logging/logger.py" in names and "aws_lambda_powertools/metrics/metrics.py" in names
     # Precompiled for the target Python (3.12 is installed on this machine).
     assert "handler/__pycache__/main.cpython-312.pyc" in names
     assert any(name.endswith("cpython-312-x86_64-linux-gnu.so") for name in names)
