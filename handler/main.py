@@ -12,10 +12,14 @@ from handler.gateway import make_lambda_handler
 from handler.model import load_model
 from handler.observability import instrument, make_logger, make_metrics
 from handler.settings import Settings
+from handler.snapstart import register_hooks
 
 settings = Settings.from_env()
 logger = make_logger(settings.log_level)
 model = load_model(settings.model_dir, intra_op_threads=settings.intra_op_threads)
 app = create_app(model)
+# Prime the session now (init is not billed on-demand and the snapshot keeps it under SnapStart).
+app.service.warm_up()
+register_hooks(app.service.warm_up)
 asgi_handler = make_lambda_handler(app)
 handler = instrument(asgi_handler, logger=logger, metrics=make_metrics(model.name))

@@ -79,6 +79,21 @@ class InferenceService:
 
     # ------------------------------------------------------------------ inference
 
+    def warm_up(self) -> None:
+        """One inference on a minimal input (batch 1, free dimensions 1): primes the session."""
+        import numpy as np
+
+        from handler.datatypes import V2_TO_NUMPY
+
+        tensors = {}
+        for spec in self.manifest.inputs:
+            shape = [1 if dim == -1 else dim for dim in spec.shape]
+            if spec.datatype == "BYTES":
+                tensors[spec.name] = np.full(shape, "warm up", dtype=object)
+            else:
+                tensors[spec.name] = np.zeros(shape, dtype=V2_TO_NUMPY[spec.datatype])
+        self.task.infer(tensors, {})
+
     def _produce(self, decoded: DecodedRequest) -> dict[str, Any]:
         return self.task.infer(decoded.tensors, decoded.parameters)
 
