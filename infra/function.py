@@ -1,0 +1,190 @@
+"""The inference function: role, log group, code package, published version and alias."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Size
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import nag
+from infra.image import image_context_excludes, write_dockerfile
+from infra.options import StackSettings
+
+LIVE_ALIAS = "live"
+
+ENV_THREADS = "SLIMSERVE_THREADS"
+ENV_MODEL_S3_BUCKET = "SLIMSERVE_MODEL_S3_BUCKET"
+ENV_MODEL_S3_KEY = "SLIMSERVE_MODEL_S3_KEY"
+ENV_MODEL_S3_SHA256 = "SLIMSERVE_MODEL_S3_SHA256"
+
+_RUNTIMES: dict[str, lambda_.Runtime] = {
+    "3.11": lambda_.Runtime.PYTHON_3_11,
+    "3.12": lambda_.Runtime.PYTHON_3_12,
+    "3.13": lambda_.Runtime.PYTHON_3_13,
+    "3.14": lambda_.Runtime.PYTHON_3_14,
+}
+_ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
+_IMAGE_PLATFORMS = {
+    "x86_64": ecr_assets.Platform.LINUX_AMD64,
+    "arm64": ecr_assets.Platform.LINUX_ARM64,
+}
+
+
+def lambda_runtime(python: str) -> lambda_.Runtime:
+    return _RUNTIMES[python]
+
+
+# CloudWatch's allowed retentions (options.LOG_RETENTION_DAYS) to CDK's named members.
+_RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    return _RETENTION[days]
+
+
+@dataclass(frozen=True)
+class ModelObject:
+    """Where a function with package=s3 finds its model."""
+
+    bucket_name: str
+    key: str
+    sha256: str
+
+
+class InferenceFunction(Construct):
+    """The Lambda function serving lambda.zip, reachable only through its ``live`` alias.
+
+    Everything the API and CodeDeploy touch is the alias, never ``$LATEST``: a deploy publishes
+    a new version and CodeDeploy shifts the alias to it gradually.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        bundle_dir: Path,
+        model_object: ModelObject | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        options = settings.options
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention(options.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # Least privilege: no AWSLambdaBasicExecutionRole (it can create any log group); the
+        # role may write to this function's log group only. CDK adds the two X-Ray write
+        # actions for active tracing; ModelStore adds the read of the one model object.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"slimserve {settings.stack_name} inference function",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+
+        environment = {ENV_THREADS: str(settings.threads)}
+        if model_object is not None:
+            environment |= {
+                ENV_MODEL_S3_BUCKET: model_object.bucket_name,
+                ENV_MODEL_S3_KEY: model_object.key,
+                ENV_MODEL_S3_SHA256: model_object.sha256,
+            }
+
+        common: dict[str, Any] = {
+            "architecture": _ARCHITECTURES[settings.architecture],
+            "memory_size": settings.memory_mb,
+            "timeout": Duration.seconds(settings.timeout_s),
+            "ephemeral_storage_size": Size.mebibytes(settings.ephemeral_mb),
+            "environment": environment,
+            "role": self.role,
+            "log_group": self.log_group,
+            "logging_format": lambda_.LoggingFormat.JSON,
+            "tracing": lambda_.Tracing.ACTIVE,
+            "reserved_concurrent_executions": options.reserved_concurrency,
+            "description": f"slimserve {settings.stack_name}: model {settings.model_sha256}",
+        }
+        if options.package == "image":
+            write_dockerfile(
+                bundle_dir,
+                python=settings.python,
+                architecture=settings.architecture,
+                handler=settings.handler,
+            )
+            self.function: lambda_.Function = lambda_.DockerImageFunction(
+                self,
+                "Function",
+                code=lambda_.DockerImageCode.from_image_asset(
+                    str(bundle_dir),
+                    exclude=image_context_excludes(),
+                    ignore_mode=IgnoreMode.DOCKER,
+                    platform=_IMAGE_PLATFORMS[settings.architecture],
+                ),
+                **common,
+            )
+        else:
+            self.function = lambda_.Function(
+                self,
+                "Function",
+                runtime=lambda_runtime(settings.python),
+                handler=settings.handler,
+                code=lambda_.Code.from_asset(str(bundle_dir / "lambda.zip")),
+                snap_start=(
+                    lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snapstart else None
+                ),
+                **common,
+            )
+            if settings.snapstart:
+                nag.acknowledge(self.function, nag.SNAPSTART_PUBLISHED)
+            if settings.python != nag.NAG_LATEST_PYTHON:
+                nag.acknowledge(self.function, *nag.pinned_runtime(settings.python))
+
+        nag.acknowledge(self.function, nag.SYNC_INVOKE_NO_DLQ)
+        nag.acknowledge(self.role, nag.XRAY_WRITE_NEEDS_STAR)
+
+        self.alias = lambda_.Alias(
+            self,
+            "Live",
+            alias_name=LIVE_ALIAS,
+            version=self.function.current_version,
+            provisioned_concurrent_executions=options.provisioned_concurrency or None,
+        )

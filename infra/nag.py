@@ -1,0 +1,171 @@
+"""cdk-nag: the rule packs every synth runs, and every acknowledged finding with its reason.
+
+Findings that are not acknowledged make ``app.synth()`` raise, so a clean synth means zero
+open findings. Acknowledgments are attached to the narrowest construct that causes them
+(never to the stack or app), and each one says why the finding does not apply here. They are
+all defined in this module so a reviewer sees the complete list in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Acknowledgment, App, Validations
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+from constructs import IConstruct
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One acknowledged cdk-nag finding: the rule id (with its finding suffix) and why."""
+
+    rule: str
+    reason: str
+
+
+def apply_packs(app: App) -> None:
+    """Run the AwsSolutions and Serverless packs over every stack of ``app`` at synth."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
+
+
+def acknowledge(construct: IConstruct, *acks: Ack) -> None:
+    Validations.of(construct).acknowledge(
+        *(Acknowledgment(id=ack.rule, reason=ack.reason) for ack in acks)
+    )
+
+
+# --- the inference function -------------------------------------------------------------------
+
+XRAY_WRITE_NEEDS_STAR = Ack(
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+    "Active X-Ray tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which "
+    "support no resource-level permissions; the actions themselves are exact, not wildcards.",
+)
+SYNC_INVOKE_NO_DLQ = Ack(
+    "Serverless::Serverless-LambdaDLQ",
+    "API Gateway invokes the function synchronously and returns its errors to the caller; a "
+    "dead-letter queue only ever receives failed asynchronous invocations.",
+)
+
+SNAPSTART_PUBLISHED = Ack(
+    "Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
+    "Every deploy publishes a version (current_version) and the API reaches the function only "
+    "through the live alias on it, so SnapStart always applies.",
+)
+
+
+# The newest Lambda Python runtime cdk-nag 3.0.2 knows: only older ones raise L1 and
+# LambdaLatestVersion. (test_nag's synth on it proves there is then nothing to acknowledge.)
+NAG_LATEST_PYTHON = "3.14"
+
+
+def pinned_runtime(python: str) -> tuple[Ack, ...]:
+    reason = (
+        f"The runtime is pinned to Python {python} by the manifest because lambda.zip holds "
+        f"native wheels and .pyc files built for exactly that interpreter; rebuild the bundle "
+        f"with a newer runtime.python to move."
+    )
+    return (
+        Ack("AwsSolutions::AwsSolutions-L1", reason),
+        Ack("Serverless::Serverless-LambdaLatestVersion", reason),
+    )
+
+
+# --- model upload (package=s3): aws-cdk-lib's BucketDeployment --------------------------------
+
+_ASSET_READ = (
+    "aws-cdk-lib's BucketDeployment grants its upload function read on the CDK asset bucket "
+    "(Source.asset -> grantRead) to fetch the model asset; the function runs only during a "
+    "deployment, and the inference function's role has none of this."
+)
+_MODEL_BUCKET_WRITE = (
+    "aws-cdk-lib's BucketDeployment grants its upload function read/write on the model bucket "
+    "(grantReadWrite) to copy the model in; prune=false means it never deletes, and the "
+    "inference function's role can read only the one model object."
+)
+
+
+def bucket_deployment_grants(
+    *, model_bucket_logical_id: str, asset_bucket_qualifier: str
+) -> tuple[Ack, ...]:
+    asset_objects = (
+        f"arn:<AWS::Partition>:s3:::cdk-{asset_bucket_qualifier}-assets-"
+        "<AWS::AccountId>-<AWS::Region>/*"
+    )
+    return (
+        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:GetBucket*]", _ASSET_READ),
+        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:GetObject*]", _ASSET_READ),
+        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:List*]", _ASSET_READ),
+        Ack(f"AwsSolutions::AwsSolutions-IAM5[Resource::{asset_objects}]", _ASSET_READ),
+        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:Abort*]", _MODEL_BUCKET_WRITE),
+        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:DeleteObject*]", _MODEL_BUCKET_WRITE),
+        Ack(
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{model_bucket_logical_id}.Arn>/*]",
+            _MODEL_BUCKET_WRITE,
+        ),
+    )
+
+
+_UPLOAD_RUNTIME = (
+    "The upload function's runtime is chosen by aws-cdk-lib's BucketDeployment (its bundled "
+    "handler code is tested against it) and moves with aws-cdk-lib upgrades."
+)
+BUCKET_DEPLOYMENT_HANDLER = (
+    Ack("AwsSolutions::AwsSolutions-L1", _UPLOAD_RUNTIME),
+    Ack("Serverless::Serverless-LambdaLatestVersion", _UPLOAD_RUNTIME),
+    Ack(
+        "Serverless::Serverless-LambdaDLQ",
+        "CloudFormation invokes the upload function as a custom resource and fails (and rolls "
+        "back) the deployment when it fails; a dead-letter queue would hold events no one "
+        "replays.",
+    ),
+    Ack(
+        "Serverless::Serverless-LambdaTracing",
+        "The upload function runs once per deployment inside CloudFormation, which records its "
+        "outcome; X-Ray traces of an S3 copy would add cost and no insight.",
+    ),
+)
+
+# --- REST API -----------------------------------------------------------------------------------
+
+REST_API_NO_COGNITO = Ack(
+    "AwsSolutions::AwsSolutions-COG4",
+    "Callers authenticate as option auth says (IAM SigV4 by default, API keys, or explicitly "
+    "none); the kit has no Cognito user pool of its own to attach to methods.",
+)
+REST_API_WAF_OPT_IN = Ack(
+    "AwsSolutions::AwsSolutions-APIG3",
+    "AWS WAF is opt-in (option waf=true) because a web ACL has a monthly and per-request "
+    "cost; without it the stage is still throttled, request-validated and access-logged.",
+)
+API_GATEWAY_LOGGING_MANAGED_POLICY = Ack(
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AmazonAPIGatewayPushToCloudWatchLogs]",
+    "API Gateway's account-wide CloudWatch role needs AmazonAPIGatewayPushToCloudWatchLogs, "
+    "the AWS-maintained policy that only creates and writes API Gateway log groups; stage "
+    "and method logging cannot work without it.",
+)
+
+
+def anonymous_api(api: str) -> Ack:
+    return Ack(
+        "AwsSolutions::AwsSolutions-APIG4",
+        f"Anonymous access to the {api} API was requested explicitly with auth=none; synth "
+        "prints a warning saying so.",
+    )
+
+
+API_KEY_IS_THE_AUTH = Ack(
+    "AwsSolutions::AwsSolutions-APIG4",
+    "auth=api_key was chosen explicitly: every method requires an API key that a usage plan "
+    "throttles and meters per key; there is no separate authorizer by design.",
+)
+
+# --- rollout ------------------------------------------------------------------------------------
+
+CODEDEPLOY_MANAGED_POLICY = Ack(
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSCodeDeployRoleForLambdaLimited]",
+    "CodeDeploy's service role uses AWSCodeDeployRoleForLambdaLimited, the AWS-maintained "
+    "least-privilege policy for shifting Lambda alias traffic and reading alarms.",
+)

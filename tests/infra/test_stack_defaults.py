@@ -1,0 +1,198 @@
+"""The stack with default options: the function, the HTTP API route and every secure default."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.access_logs import HTTP_API_FIELDS
+
+Synth = Callable[..., Any]
+
+
+@pytest.fixture()
+def default(synth: Synth) -> Any:
+    return synth(memory_mb=2048, timeout_s=15)
+
+
+def test_function_comes_from_the_manifest(default: Any) -> None:
+    default.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.12",
+            "Architectures": ["x86_64"],
+            "MemorySize": 2048,
+            "Timeout": 15,
+            "Handler": "handler.main.handler",
+            "PackageType": Match.absent(),
+            "Environment": {"Variables": {"SLIMSERVE_THREADS": "1"}},
+            "TracingConfig": {"Mode": "Active"},
+            "LoggingConfig": Match.object_like({"LogFormat": "JSON"}),
+        },
+    )
+    code = default.only("AWS::Lambda::Function")["Properties"]["Code"]
+    assert code["S3Key"].endswith(".zip")  # lambda.zip as the asset, unchanged
+
+
+def test_arm64_and_overrides_from_options(synth: Synth) -> None:
+    result = synth({"memory_mb": 3008, "timeout_s": 28}, architecture="arm64", python="3.13")
+    result.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.13",
+            "Architectures": ["arm64"],
+            "MemorySize": 3008,
+            "Timeout": 28,
+            "Environment": {"Variables": {"SLIMSERVE_THREADS": "2"}},
+        },
+    )
+
+
+def test_http_api_routes_everything_to_the_live_alias_with_iam_auth(default: Any) -> None:
+    default.template.resource_count_is("AWS::ApiGatewayV2::Api", 1)
+    default.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP", "Name": "slimserve-digits"}
+    )
+    default.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Route", {"RouteKey": "ANY /{proxy+}", "AuthorizationType": "AWS_IAM"}
+    )
+    integration = default.only("AWS::ApiGatewayV2::Integration")["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    assert integration["IntegrationUri"] == {"Ref": _logical_id(default, "AWS::Lambda::Alias")}
+    permission = default.only("AWS::Lambda::Permission")["Properties"]
+    assert permission["FunctionName"] == {"Ref": _logical_id(default, "AWS::Lambda::Alias")}
+
+
+def test_the_stage_is_throttled_and_access_logged_as_json(default: Any) -> None:
+    stage = default.only("AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["StageName"] == "$default"
+    assert stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"] == {
+        "DetailedMetricsEnabled": True,
+        "ThrottlingBurstLimit": 100,
+        "ThrottlingRateLimit": 50,
+    }
+    log_format = json.loads(stage["AccessLogSettings"]["Format"])
+    assert log_format == HTTP_API_FIELDS
+    assert log_format["requestId"] == "$context.requestId"
+    log_group_id = stage["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert default.template_json["Resources"][log_group_id]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_every_log_group_has_a_retention(default: Any) -> None:
+    log_groups = default.resources("AWS::Logs::LogGroup")
+    assert len(log_groups) == 2  # function + access logs
+    for log_group in log_groups.values():
+        assert log_group["Properties"]["RetentionInDays"] == 30
+        assert log_group["DeletionPolicy"] == "Retain"
+
+
+def test_snapstart_on_published_versions_behind_a_live_alias(default: Any) -> None:
+    default.template.has_resource_properties(
+        "AWS::Lambda::Function", {"SnapStart": {"ApplyOn": "PublishedVersions"}}
+    )
+    default.template.resource_count_is("AWS::Lambda::Version", 1)
+    default.template.has_resource_properties(
+        "AWS::Lambda::Alias",
+        {
+            "Name": "live",
+            "FunctionVersion": {
+                "Fn::GetAtt": [_logical_id(default, "AWS::Lambda::Version"), "Version"]
+            },
+            "ProvisionedConcurrencyConfig": Match.absent(),
+        },
+    )
+
+
+def test_codedeploy_canary_rolls_back_on_the_alarms(default: Any) -> None:
+    group = default.only("AWS::CodeDeploy::DeploymentGroup")["Properties"]
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert group["AutoRollbackConfiguration"] == {
+        "Enabled": True,
+        "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
+    }
+    alarm_ids = {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]}
+    metrics = {
+        default.template_json["Resources"][alarm_id]["Properties"]["MetricName"]
+        for alarm_id in alarm_ids
+    }
+    # The 4xx alarm exists but clients cause 4xx: it must not block releases.
+    assert metrics == {"Errors", "Throttles", "Duration", "5xx"}
+    alias = default.resources("AWS::Lambda::Alias")
+    (alias_resource,) = alias.values()
+    assert alias_resource["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {
+        "Ref": _logical_id(default, "AWS::CodeDeploy::DeploymentGroup")
+    }
+
+
+def test_alarms_watch_the_alias_and_the_api(default: Any) -> None:
+    alarms = {
+        alarm["Properties"]["MetricName"]: alarm["Properties"]
+        for alarm in default.resources("AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {"Errors", "Throttles", "Duration", "5xx", "4xx"}
+    duration = alarms["Duration"]
+    assert duration["ExtendedStatistic"] == "p99"
+    assert duration["Threshold"] == 12_000  # 80 % of the 15 s timeout
+    for name in ("Errors", "Throttles", "Duration"):
+        dimensions = {d["Name"]: d["Value"] for d in alarms[name]["Dimensions"]}
+        assert dimensions["Resource"]["Fn::Join"][1][1] == ":live"
+    for name in ("5xx", "4xx"):
+        assert alarms[name]["Statistic"] == "Average"  # a rate, not a count
+        assert alarms[name]["Namespace"] == "AWS/ApiGateway"
+    assert all(alarm["TreatMissingData"] == "notBreaching" for alarm in alarms.values())
+
+
+def test_the_function_role_is_least_privilege(default: Any) -> None:
+    function = default.only("AWS::Lambda::Function")["Properties"]
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    role = default.template_json["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = [
+        statement
+        for policy in default.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    actions = sorted(action for statement in statements for action in _as_list(statement["Action"]))
+    assert actions == [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    ]
+    logs_statement = next(s for s in statements if "logs:PutLogEvents" in s["Action"])
+    assert logs_statement["Resource"] == {
+        "Fn::GetAtt": [function["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]
+    }
+
+
+def test_no_role_in_the_stack_has_a_wildcard_action(synth: Synth) -> None:
+    for options in ({}, {"api": "rest", "auth": "api_key", "waf": True}):
+        result = synth(options)
+        for policy in result.resources("AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                assert not [a for a in _as_list(statement["Action"]) if "*" in a], statement
+
+
+def test_outputs_name_the_url_and_the_alias(default: Any) -> None:
+    outputs = default.template_json["Outputs"]
+    assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0]["Fn::GetAtt"][1] == "ApiEndpoint"
+    assert outputs["FunctionAlias"]["Value"] == {"Ref": _logical_id(default, "AWS::Lambda::Alias")}
+    invoke_arn = outputs["InvokeResourceArn"]["Value"]["Fn::Join"][1]
+    assert {"Ref": _logical_id(default, "AWS::ApiGatewayV2::Api")} in invoke_arn
+    assert invoke_arn[-1] == "/$default/*/*"
+
+
+def _logical_id(result: Any, resource_type: str) -> str:
+    (logical_id,) = result.resources(resource_type)
+    return logical_id
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value

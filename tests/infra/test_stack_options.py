@@ -1,0 +1,429 @@
+"""Each stack option, asserted on the synthesized template."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.access_logs import REST_API_FIELDS
+from infra.image import base_image
+from infra.options import OptionsError
+from infra.rest_api import INFER_PATHS, PROXY_PATHS
+
+Synth = Callable[..., Any]
+
+
+# --- REST API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def rest_api_key(synth: Synth) -> Any:
+    return synth(
+        {
+            "api": "rest",
+            "auth": "api_key",
+            "api_keys": ["alice", "bob"],
+            "usage_plan_rate_limit": 5,
+            "usage_plan_burst_limit": 7,
+            "usage_plan_quota_per_day": 1234,
+        }
+    )
+
+
+def test_rest_api_keys_with_a_per_key_usage_plan(rest_api_key: Any) -> None:
+    template = rest_api_key.template
+    template.resource_count_is("AWS::ApiGatewayV2::Api", 0)
+    template.has_resource_properties(
+        "AWS::ApiGateway::RestApi",
+        {
+            "Name": "slimserve-digits",
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "BinaryMediaTypes": ["application/octet-stream"],
+        },
+    )
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 2)
+    template.has_resource_properties("AWS::ApiGateway::ApiKey", {"Name": "slimserve-digits-alice"})
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 2)
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {
+            "Throttle": {"RateLimit": 5, "BurstLimit": 7},
+            "Quota": {"Limit": 1234, "Period": "DAY"},
+            "ApiStages": [Match.object_like({"Stage": Match.any_value()})],
+        },
+    )
+    for method in rest_api_key.resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["ApiKeyRequired"] is True
+    outputs = rest_api_key.template_json["Outputs"]
+    assert outputs["ApiKeyId1"]["Description"].startswith("API key 'alice': ")
+    assert outputs["ApiKeyId2"]["Description"].startswith("API key 'bob': ")
+    assert "InvokeResourceArn" not in outputs
+
+
+def test_rest_stage_is_throttled_logged_traced_and_never_logs_bodies(rest_api_key: Any) -> None:
+    stage = rest_api_key.only("AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "prod"
+    assert stage["TracingEnabled"] is True
+    assert stage["MethodSettings"] == [
+        {
+            "DataTraceEnabled": False,
+            "HttpMethod": "*",
+            "LoggingLevel": "ERROR",
+            "MetricsEnabled": True,
+            "ResourcePath": "/*",
+            "ThrottlingBurstLimit": 100,
+            "ThrottlingRateLimit": 50,
+        }
+    ]
+    assert json.loads(stage["AccessLogSetting"]["Format"]) == REST_API_FIELDS
+    # Stage/method logging needs API Gateway's account-level CloudWatch role.
+    rest_api_key.template.resource_count_is("AWS::ApiGateway::Account", 1)
+    # ...and the execution log group, created up front so that it has a retention.
+    (stage_id,) = rest_api_key.resources("AWS::ApiGateway::Stage")
+    (api_id,) = rest_api_key.resources("AWS::ApiGateway::RestApi")
+    log_groups = rest_api_key.resources("AWS::Logs::LogGroup")
+    execution_logs = next(
+        (k, v) for k, v in log_groups.items() if "LogGroupName" in v["Properties"]
+    )
+    assert execution_logs[1]["Properties"]["LogGroupName"] == {
+        "Fn::Join": ["", ["API-Gateway-Execution-Logs_", {"Ref": api_id}, "/prod"]]
+    }
+    assert execution_logs[0] in rest_api_key.template_json["Resources"][stage_id]["DependsOn"]
+    assert all(g["Properties"]["RetentionInDays"] == 30 for g in log_groups.values())
+
+
+def test_rest_requests_are_validated_against_the_models_inputs(rest_api_key: Any) -> None:
+    rest_api_key.template.has_resource_properties(
+        "AWS::ApiGateway::RequestValidator",
+        {"ValidateRequestBody": True, "ValidateRequestParameters": True},
+    )
+    model = rest_api_key.only("AWS::ApiGateway::Model")["Properties"]
+    schema = model["Schema"]
+    assert model["ContentType"] == "application/json"
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert schema["required"] == ["inputs"]
+    inputs = schema["properties"]["inputs"]
+    assert inputs["maxItems"] == 1
+    assert inputs["items"]["properties"]["name"]["enum"] == ["pixels"]
+    assert schema["properties"]["outputs"]["items"]["properties"]["name"]["enum"] == ["logits"]
+
+    methods = list(rest_api_key.resources("AWS::ApiGateway::Method").values())
+    assert len(methods) == len(PROXY_PATHS) + len(INFER_PATHS)
+    posts = [m["Properties"] for m in methods if m["Properties"]["HttpMethod"] == "POST"]
+    assert len(posts) == len(INFER_PATHS)
+    for post in posts:
+        assert set(post["RequestModels"]) == {"application/json"}
+        assert post["RequestParameters"]["method.request.path.model_name"] is True
+    for method in methods:
+        assert "RequestValidatorId" in method["Properties"]
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_rest_api_invokes_the_alias_through_one_permission(rest_api_key: Any) -> None:
+    permission = rest_api_key.only("AWS::Lambda::Permission")["Properties"]
+    (alias_id,) = rest_api_key.resources("AWS::Lambda::Alias")
+    assert permission["FunctionName"] == {"Ref": alias_id}
+    assert permission["SourceArn"]["Fn::Join"][1][-1] == "/*/*/*"
+
+
+def test_rest_iam_auth_is_the_rest_default(synth: Synth) -> None:
+    result = synth({"api": "rest"})
+    for method in result.resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert method["Properties"].get("ApiKeyRequired") in (None, False)
+    result.template.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
+    result.template.resource_count_is("AWS::WAFv2::WebACL", 0)
+
+
+def test_rest_api_alarms_use_literal_dimensions(synth: Synth) -> None:
+    # Refs to the stage would close a cycle: alias -> CodeDeploy -> alarm -> stage -> alias.
+    result = synth({"api": "rest"})
+    alarm = next(
+        a["Properties"]
+        for a in result.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "5XXError"
+    )
+    assert alarm["Dimensions"] == [
+        {"Name": "ApiName", "Value": "slimserve-digits"},
+        {"Name": "Stage", "Value": "prod"},
+    ]
+
+
+def test_waf_protects_the_rest_stage(synth: Synth) -> None:
+    result = synth({"api": "rest", "waf": True})
+    acl = result.only("AWS::WAFv2::WebACL")["Properties"]
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["DefaultAction"] == {"Allow": {}}
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    assert set(rules) == {
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList",
+        "RateLimitPerIp",
+    }
+    common = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    assert common["RuleActionOverrides"] == [
+        {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}
+    ]
+    association = result.only("AWS::WAFv2::WebACLAssociation")["Properties"]
+    (stage_id,) = result.resources("AWS::ApiGateway::Stage")
+    assert {"Ref": stage_id} in association["ResourceArn"]["Fn::Join"][1]
+
+
+# --- HTTP API auth ------------------------------------------------------------------------------
+
+
+def test_jwt_authorizer_on_the_http_route(synth: Synth) -> None:
+    result = synth(
+        {"auth": "jwt", "jwt_issuer": "https://issuer.example.com/", "jwt_audience": ["api://x"]}
+    )
+    result.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Authorizer",
+        {
+            "AuthorizerType": "JWT",
+            "JwtConfiguration": {"Issuer": "https://issuer.example.com/", "Audience": ["api://x"]},
+            "IdentitySource": ["$request.header.Authorization"],
+        },
+    )
+    result.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Route", {"AuthorizationType": "JWT"}
+    )
+
+
+@pytest.mark.parametrize("api", ["http", "rest"])
+def test_anonymous_access_is_explicit_and_warned_about(synth: Synth, api: str) -> None:
+    result = synth({"api": api, "auth": "none"})
+    if api == "http":
+        result.template.has_resource_properties(
+            "AWS::ApiGatewayV2::Route", {"AuthorizationType": "NONE"}
+        )
+    else:
+        for method in result.resources("AWS::ApiGateway::Method").values():
+            assert method["Properties"]["AuthorizationType"] == "NONE"
+    warnings = [
+        (violation["ruleName"], violation["description"])
+        for plugin in result.report["pluginReports"]
+        for violation in plugin["violations"]
+        if violation["severity"] == "warning"
+    ]
+    assert warnings == [
+        (
+            "Annotation::slimserve:anonymous-api",
+            (
+                f"auth=none: the {api.upper()} API accepts anonymous requests; anyone who finds "
+                "the URL can run (and pay for) inference."
+            ),
+        )
+    ]
+
+
+def test_authenticated_apis_carry_no_warning(synth: Synth) -> None:
+    assert synth().open_findings() == []
+
+
+# --- Lambda options -----------------------------------------------------------------------------
+
+
+def test_provisioned_concurrency_instead_of_snapstart(synth: Synth) -> None:
+    result = synth({"provisioned_concurrency": 3, "reserved_concurrency": 10})
+    result.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"SnapStart": Match.absent(), "ReservedConcurrentExecutions": 10},
+    )
+    result.template.has_resource_properties(
+        "AWS::Lambda::Alias",
+        {"ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 3}},
+    )
+
+
+def test_snapstart_can_be_switched_off(synth: Synth) -> None:
+    result = synth({"snapstart": False})
+    result.template.has_resource_properties("AWS::Lambda::Function", {"SnapStart": Match.absent()})
+
+
+def test_no_snapstart_on_python_311(synth: Synth) -> None:
+    result = synth(python="3.11")
+    result.template.has_resource_properties(
+        "AWS::Lambda::Function", {"Runtime": "python3.11", "SnapStart": Match.absent()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("rollout", "config_name"),
+    [
+        ("linear", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"),
+        ("all_at_once", "CodeDeployDefault.LambdaAllAtOnce"),
+    ],
+)
+def test_rollout_choices(synth: Synth, rollout: str, config_name: str) -> None:
+    result = synth({"rollout": rollout})
+    result.template.has_resource_properties(
+        "AWS::CodeDeploy::DeploymentGroup", {"DeploymentConfigName": config_name}
+    )
+
+
+def test_throttling_and_retention_options(synth: Synth) -> None:
+    result = synth(
+        {"throttle_rate_limit": 7.5, "throttle_burst_limit": 9, "log_retention_days": 365}
+    )
+    stage = result.only("AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 7.5
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 9
+    for log_group in result.resources("AWS::Logs::LogGroup").values():
+        assert log_group["Properties"]["RetentionInDays"] == 365
+
+
+def test_a_timeout_api_gateway_would_cut_off_does_not_synthesize(synth: Synth) -> None:
+    with pytest.raises(OptionsError, match=r"^manifest runtime\.timeout_s must be at most 28 s"):
+        synth(timeout_s=29)
+
+
+# --- package=s3 ---------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def s3_package(synth: Synth) -> Any:
+    return synth({"package": "s3"})
+
+
+def test_s3_model_bucket_is_versioned_encrypted_private_and_logged(s3_package: Any) -> None:
+    buckets = s3_package.resources("AWS::S3::Bucket")
+    model_bucket_id = next(k for k in buckets if k.startswith("ModelStoreBucket"))
+    model_bucket = buckets[model_bucket_id]
+    properties = model_bucket["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+    }
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert "DestinationBucketName" in properties["LoggingConfiguration"]
+    assert model_bucket["DeletionPolicy"] == "Retain"
+    policy = next(
+        p["Properties"]["PolicyDocument"]
+        for p in s3_package.resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": model_bucket_id}
+    )
+    assert {
+        "Action": "s3:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        "Effect": "Deny",
+    }.items() <= policy["Statement"][0].items()
+
+
+def test_s3_model_is_pinned_in_the_functions_environment(s3_package: Any) -> None:
+    sha256 = s3_package.stack.settings.model_sha256
+    key = f"models/{sha256}/model.onnx"
+    _function_id, function = next(
+        (k, v)
+        for k, v in s3_package.resources("AWS::Lambda::Function").items()
+        if k.startswith("InferenceFunction")
+    )
+    variables = function["Properties"]["Environment"]["Variables"]
+    bucket_id = next(
+        k for k in s3_package.resources("AWS::S3::Bucket") if k.startswith("ModelStoreBucket")
+    )
+    assert variables == {
+        "SLIMSERVE_THREADS": "1",
+        "SLIMSERVE_MODEL_S3_BUCKET": {"Ref": bucket_id},
+        "SLIMSERVE_MODEL_S3_KEY": key,
+        "SLIMSERVE_MODEL_S3_SHA256": sha256,
+    }
+    # The model must be uploaded before a version is published (SnapStart runs init then).
+    upload_ids = [
+        k
+        for k, v in s3_package.template_json["Resources"].items()
+        if v["Type"] == "Custom::CDKBucketDeployment"
+    ]
+    assert len(upload_ids) == 1
+    assert upload_ids[0] in function["DependsOn"]
+
+
+def test_s3_function_may_read_exactly_the_model_object(s3_package: Any) -> None:
+    sha256 = s3_package.stack.settings.model_sha256
+    function = next(
+        v
+        for k, v in s3_package.resources("AWS::Lambda::Function").items()
+        if k.startswith("InferenceFunction")
+    )
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in s3_package.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    s3_statements = [s for s in statements if "s3:" in json.dumps(s["Action"])]
+    assert len(s3_statements) == 1
+    statement = s3_statements[0]
+    assert statement["Action"] == "s3:GetObject"
+    bucket_id = next(
+        k for k in s3_package.resources("AWS::S3::Bucket") if k.startswith("ModelStoreBucket")
+    )
+    assert statement["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/models/{sha256}/model.onnx"]]
+    }
+
+
+def test_s3_upload_keeps_older_models_for_rollbacks(s3_package: Any) -> None:
+    upload = next(
+        v["Properties"]
+        for v in s3_package.template_json["Resources"].values()
+        if v["Type"] == "Custom::CDKBucketDeployment"
+    )
+    assert upload["Prune"] is False
+    assert upload["RetainOnDelete"] is True
+    assert (
+        upload["DestinationBucketKeyPrefix"] == f"models/{s3_package.stack.settings.model_sha256}/"
+    )
+
+
+def test_s3_uploads_only_the_model_file(s3_package: Any) -> None:
+    # The upload's asset is the bundle folder filtered down to model.onnx (no lambda.zip).
+    assembly = s3_package.template_path.parent
+    assets = json.loads(next(assembly.glob("*.assets.json")).read_text(encoding="utf-8"))
+    (model_asset,) = [
+        asset
+        for asset in assets["files"].values()
+        if asset["displayName"] == "ModelStore/Upload/Asset1"
+    ]
+    assert model_asset["source"]["packaging"] == "zip"
+    staged = assembly / model_asset["source"]["path"]
+    assert [p.name for p in staged.iterdir()] == ["model.onnx"]
+
+
+# --- package=image ------------------------------------------------------------------------------
+
+
+def test_image_package_is_a_docker_image_function_built_at_deploy(
+    synth: Synth, tmp_path: Any
+) -> None:
+    result = synth({"package": "image"}, architecture="arm64", python="3.13")
+    function = result.only("AWS::Lambda::Function")["Properties"]
+    assert function["PackageType"] == "Image"
+    assert function["Architectures"] == ["arm64"]
+    assert "SnapStart" not in function and "Runtime" not in function and "Handler" not in function
+    assert "cdk-hnb659fds-container-assets" in json.dumps(function["Code"]["ImageUri"])
+
+    dockerfile = (tmp_path / "dist" / "digits" / "Dockerfile").read_text()
+    assert dockerfile.splitlines()[1] == f"FROM {base_image('3.13', 'arm64')}"
+    assert 'CMD ["handler.main.handler"]' in dockerfile
+
+    # Synth staged the build context (Dockerfile + lambda.zip only) and built nothing.
+    assets = json.loads(
+        next(result.template_path.parent.glob("*.assets.json")).read_text(encoding="utf-8")
+    )
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["platform"] == "linux/arm64"
+    context = result.template_path.parent / image["source"]["directory"]
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "lambda.zip"]
