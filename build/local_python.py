@@ -29,6 +29,8 @@ from pathlib import Path
 
 # Lambda's managed runtime ships this client; pinned like the project's own dependency.
 RUNTIME_CLIENT_REQUIREMENT = "awslambdaric==4.2.2"
+# ...and boto3 (the S3 model store downloads with it), so the emulated runtime has it too.
+RUNTIME_PROVIDED_REQUIREMENTS = [RUNTIME_CLIENT_REQUIREMENT, "boto3==1.40.4"]
 _STAMP = ".slimserve-installed.json"
 
 # manylinux tags Lambda's images satisfy. Python 3.12+ runs on Amazon Linux 2023 (glibc 2.34);
@@ -282,11 +284,11 @@ def ensure_runtime_client(
         platforms = manylinux_platforms(python, architecture)
     else:
         platforms = []  # pip picks this machine's platform (emulation on macOS / Windows)
-    stamp = {"requirements": [RUNTIME_CLIENT_REQUIREMENT], "platforms": platforms}
+    stamp = {"requirements": RUNTIME_PROVIDED_REQUIREMENTS, "platforms": platforms}
 
     def command_for(target: Path) -> list[str]:
         return _pip_target_command(
-            target, [RUNTIME_CLIENT_REQUIREMENT], python=python, platforms=platforms, no_deps=False
+            target, RUNTIME_PROVIDED_REQUIREMENTS, python=python, platforms=platforms, no_deps=False
         )
 
     return folder, _install_once(folder, stamp, command_for, compile_with)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from handler.app import create_app
 from handler.gateway import make_lambda_handler
-from handler.model import load_model
+from handler.model import fetch_from_s3, load_model
 from handler.observability import instrument, make_logger, make_metrics
 from handler.settings import Settings
 from handler.snapstart import register_hooks
 
 settings = Settings.from_env()
 logger = make_logger(settings.log_level)
-model = load_model(settings.model_dir, intra_op_threads=settings.intra_op_threads)
+model = load_model(
+    settings.model_dir, intra_op_threads=settings.intra_op_threads, model_path=fetch_from_s3(settings)
+)
 app = create_app(model)
 # Prime the session now (init is not billed on-demand and the snapshot keeps it under SnapStart).
 app.service.warm_up()

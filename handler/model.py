@@ -8,14 +8,20 @@ created with explicit thread counts. Anything wrong is a ModelLoadError with a c
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
 from handler.errors import InferenceError, ModelLoadError
+
 from handler.manifest import MANIFEST_FILE, Manifest, ManifestError, TensorSpec, load_manifest
+
+if TYPE_CHECKING:
+    from handler.settings import Settings
 
 
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -65,6 +71,21 @@ class LoadedModel:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InferenceError(f"model execution failed: {type(exc).__name__}") from exc
         return dict(zip(names, results))
+
+
+def fetch_from_s3(settings: "Settings") -> Path | None:
+    """With the S3 model store configured, download the model to /tmp (the only writable place
+    on Lambda) and verify it against the pinned sha256; None when the model is in the zip."""
+    if settings.model_s3 is None:
+        return None
+    from handler.s3_model import S3ModelError, fetch_model
+
+    store = settings.model_s3
+    destination = Path(tempfile.gettempdir()) / "slimserve" / Path(store.key).name
+    try:
+        return fetch_model(store.bucket, store.key, store.sha256, destination, version_id=store.version_id)
+    except S3ModelError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | None = None) -> LoadedModel:

@@ -7,6 +7,7 @@ benchmark point at a model without touching ``os.environ``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,23 @@ def _positive_int(name: str, raw: str) -> int:
 
 
 @dataclass(frozen=True)
+class S3Model:
+    """Where the model lives when the stack keeps it in S3 (package = "s3")."""
+
+    bucket: str
+    key: str
+    sha256: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     model_dir: Path
     # onnxruntime on Lambda must get explicit thread counts: with 0 ("all cores") it tries to
     # pin threads and fails with "pthread_setaffinity_np failed".
     intra_op_threads: int
     log_level: str = "INFO"
+    model_s3: S3Model | None = None
 
     @classmethod
     def from_env(
@@ -50,7 +62,7 @@ class Settings:
         *,
         model_dir: Path | None = None,
         intra_op_threads: int | None = None,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> "Settings":
         env = os.environ if environ is None else environ
         if model_dir is None:
@@ -64,4 +76,17 @@ class Settings:
             model_dir=Path(model_dir),
             intra_op_threads=intra_op_threads,
             log_level=env.get("SLIMSERVE_LOG_LEVEL", "INFO").upper(),
+            model_s3=_s3_model(env),
         )
+
+
+def _s3_model(env: Mapping[str, str]) -> S3Model | None:
+    names = ("SLIMSERVE_MODEL_S3_BUCKET", "SLIMSERVE_MODEL_S3_KEY", "SLIMSERVE_MODEL_S3_SHA256")
+    values = [env.get(name) for name in names]
+    if not any(values):
+        return None
+    missing = [name for name, value in zip(names, values) if not value]
+    if missing:
+        raise SettingsError(f"the S3 model store needs all of {list(names)}; missing {missing}")
+    bucket, key, sha256 = values
+    return S3Model(bucket=bucket, key=key, sha256=sha256, version_id=env.get("SLIMSERVE_MODEL_S3_VERSION") or None)

@@ -77,7 +77,7 @@ class TokenFeeds:
         self.inputs = dict(inputs)
 
     @classmethod
-    def for_session(cls, tokenizer: Tokenizer, session: Any) -> "TokenFeeds":
+    def for_session(cls, tokenizer: Tokenizer, session: Any) -> TokenFeeds:
         """From an onnxruntime session's inputs (int64 or int32)."""
         inputs = {}
         for node in session.get_inputs():

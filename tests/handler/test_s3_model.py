@@ -175,3 +175,65 @@ def test_importing_the_module_does_not_import_boto3() -> None:
         env=dict(os.environ),
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) is False
+
+
+def _run_handler_main(model_dir: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import json, sys; sys.path.insert(0, 'tests'); from eventkit import load_event; "
+        "import handler.main as main; "
+        "result = main.asgi_handler(load_event('infer-digits.json'), None); "
+        "print('RESULT ' + json.dumps(result))"
+    )
+    env = {**os.environ, "SLIMSERVE_MODEL_DIR": str(model_dir), "SLIMSERVE_THREADS": "1", **env_extra}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2]
+    )
+
+
+@pytest.fixture()
+def s3_model_dir(digits_build: Path, s3: Any, bucket: str, s3_endpoint: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A model dir with the manifest only (as in a package=s3 zip) and the model in S3."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "manifest.json").write_bytes((digits_build / "manifest.json").read_bytes())
+    data = (digits_build / "model.onnx").read_bytes()
+    key = f"models/{hashlib.sha256(data).hexdigest()}/model.onnx"
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+    env = {
+        "SLIMSERVE_MODEL_S3_BUCKET": bucket,
+        "SLIMSERVE_MODEL_S3_KEY": key,
+        "SLIMSERVE_MODEL_S3_SHA256": hashlib.sha256(data).hexdigest(),
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "TMPDIR": str(tmp_path / "lambda-tmp"),
+    }
+    (tmp_path / "lambda-tmp").mkdir()
+    return model_dir, env
+
+
+def test_handler_loads_the_model_from_s3_at_init(s3_model_dir: tuple[Path, dict[str, str]]) -> None:
+    model_dir, env = s3_model_dir
+    completed = _run_handler_main(model_dir, env)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.split("RESULT ", 1)[1])
+    assert result["statusCode"] == 200
+    assert {o["name"]: o for o in json.loads(result["body"])["outputs"]}["label"]["data"] == ["4"]
+    assert (Path(env["TMPDIR"]) / "slimserve" / "model.onnx").is_file()
+
+
+def test_handler_refuses_a_corrupted_s3_model_at_init(s3_model_dir: tuple[Path, dict[str, str]], s3: Any) -> None:
+    model_dir, env = s3_model_dir
+    s3.put_object(Bucket=env["SLIMSERVE_MODEL_S3_BUCKET"], Key=env["SLIMSERVE_MODEL_S3_KEY"], Body=b"tampered")
+    completed = _run_handler_main(model_dir, env)
+    assert completed.returncode != 0
+    assert "ModelLoadError" in completed.stderr and "sha256" in completed.stderr
+
+
+def test_handler_needs_all_three_s3_settings(s3_model_dir: tuple[Path, dict[str, str]]) -> None:
+    from handler.settings import Settings, SettingsError
+
+    _, env = s3_model_dir
+    partial = {k: v for k, v in env.items() if k != "SLIMSERVE_MODEL_S3_SHA256"}
+    with pytest.raises(SettingsError, match=r"missing \['SLIMSERVE_MODEL_S3_SHA256'\]"):
+        Settings.from_env(environ=partial)
+    settings = Settings.from_env(environ=env)
+    assert settings.model_s3 is not None and settings.model_s3.bucket == env["SLIMSERVE_MODEL_S3_BUCKET"]
