@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="slimserve",
@@ -23,7 +24,8 @@ out = Console()
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # escape: messages quote patterns like [a-z0-9] that rich would take for markup.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,7 +53,7 @@ def build(
     except GateFailed as exc:
         _fail(str(exc), 3)
     else:
-        err.print(f"[green]built[/green] {result.out} ({result.gate.explain()})", highlight=False)
+        err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -105,6 +107,125 @@ def invoke(
     except RemoteError as exc:
         _fail(str(exc))
     out.print(response.summary(), highlight=False)
+
+
+# --------------------------------------------------------------------------- deploying
+
+_OPTION_HELP = "Stack option KEY=VALUE (repeatable), e.g. api=rest auth=api_key package=s3 snapstart=false"
+
+
+def _stack_inputs(target: Path, option: list[str], flags: dict[str, object]) -> tuple[Path, dict[str, object]]:
+    """The manifest of a built target and the stack options: [deploy] in the example's
+    slimserve.toml, then --option KEY=VALUE, then the named flags (explicit beats file)."""
+    import tomllib
+
+    from build.local import LocalRunError, resolve_target
+
+    try:
+        artifacts = resolve_target(target)
+    except LocalRunError as exc:
+        _fail(str(exc), 2)
+    options: dict[str, object] = {}
+    config_file = target / "slimserve.toml"
+    if config_file.is_file():
+        options.update(tomllib.loads(config_file.read_text(encoding="utf-8")).get("deploy", {}))
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--option takes KEY=VALUE, got {item!r}", 2)
+        options[key.strip()] = _parse_value(value.strip())
+    options.update({key: value for key, value in flags.items() if value is not None})
+    return artifacts.folder / "manifest.json", options
+
+
+def _parse_value(raw: str) -> object:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _cdk(action: str, target: Path, out_dir: Path, option: list[str], flags: dict[str, object], **extra: object) -> None:
+    from build import cdk
+    from handler.manifest import ManifestError
+    from infra.options import OptionsError
+
+    manifest_path, options = _stack_inputs(target, option, flags)
+    try:
+        if action == "synth":
+            template = cdk.synth(manifest_path, out_dir, options)
+            err.print(f"[green]synthesized[/green] {template}", highlight=False)
+        else:
+            getattr(cdk, action)(manifest_path, out_dir, options, **extra)
+    except (ManifestError, OptionsError) as exc:
+        _fail(str(exc), 2)
+    except cdk.CdkError as exc:
+        _fail(str(exc))
+
+
+TargetArg = Annotated[Path, typer.Argument(help="Example folder or build output folder")]
+OutOption = Annotated[Path, typer.Option("--out", help="Cloud assembly folder")]
+OptionOption = Annotated[list[str], typer.Option("--option", "-o", help=_OPTION_HELP)]
+ApiOption = Annotated[Optional[str], typer.Option(help="http (default) or rest")]
+AuthOption = Annotated[Optional[str], typer.Option(help="iam (default), jwt, api_key or none (anonymous: warned)")]
+PackageOption = Annotated[Optional[str], typer.Option(help="zip (default), s3 or image")]
+
+
+@app.command()
+def synth(
+    target: TargetArg = Path("examples/digits"),
+    out_dir: OutOption = Path("cdk.out"),
+    option: OptionOption = [],  # noqa: B006  (typer reads the default)
+    api: ApiOption = None,
+    auth: AuthOption = None,
+    package: PackageOption = None,
+) -> None:
+    """Synthesize the CloudFormation template offline (no credentials), checked by cdk-nag."""
+    _cdk("synth", target, out_dir, option, {"api": api, "auth": auth, "package": package})
+
+
+@app.command()
+def deploy(
+    target: TargetArg = Path("examples/digits"),
+    out_dir: OutOption = Path("cdk.out"),
+    option: OptionOption = [],  # noqa: B006
+    api: ApiOption = None,
+    auth: AuthOption = None,
+    package: PackageOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to approve security changes")] = False,
+) -> None:
+    """Deploy the stack with your AWS credentials (canary rollout of a new version)."""
+    _cdk("deploy", target, out_dir, option, {"api": api, "auth": auth, "package": package},
+         require_approval="never" if yes else "broadening")
+
+
+@app.command()
+def diff(
+    target: TargetArg = Path("examples/digits"),
+    out_dir: OutOption = Path("cdk.out"),
+    option: OptionOption = [],  # noqa: B006
+    api: ApiOption = None,
+    auth: AuthOption = None,
+    package: PackageOption = None,
+) -> None:
+    """Show what a deploy would change."""
+    _cdk("diff", target, out_dir, option, {"api": api, "auth": auth, "package": package})
+
+
+@app.command()
+def destroy(
+    target: TargetArg = Path("examples/digits"),
+    out_dir: OutOption = Path("cdk.out"),
+    option: OptionOption = [],  # noqa: B006
+    force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete the stack (logs and the versioned model bucket are retained)."""
+    _cdk("destroy", target, out_dir, option, {}, force=force)
 
 
 def main() -> None:

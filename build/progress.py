@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 
 class Steps:
@@ -16,10 +17,11 @@ class Steps:
         self.timings: dict[str, float] = {}
 
     def log(self, message: str) -> None:
-        self.console.print(f"    [dim]{message}[/dim]", highlight=False)
+        self.console.print(f"    [dim]{escape(message)}[/dim]", highlight=False)
 
     @contextmanager
     def step(self, name: str, description: str) -> Iterator[None]:
+        description = escape(description)
         started = time.perf_counter()
         try:
             with self.console.status(f"[bold]{name}[/bold] {description}…"):
