@@ -109,6 +109,19 @@ def invoke(
     out.print(response.summary(), highlight=False)
 
 
+@app.command()
+def bench(
+    examples: Annotated[Optional[list[Path]], typer.Argument(help="Example folders (default: digits and minilm)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer iterations (what CI runs)")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json and the plots go")] = Path("dist/bench"),
+) -> None:
+    """Benchmark slimserve against PyTorch eager and ONNX Runtime fp32, side by side."""
+    from build.bench import run_bench
+
+    chosen = examples or [path for path in (Path("examples/digits"), Path("examples/minilm")) if path.is_dir()]
+    run_bench(chosen, out_dir, quick=quick, console=err)
+
+
 # --------------------------------------------------------------------------- deploying
 
 _OPTION_HELP = "Stack option KEY=VALUE (repeatable), e.g. api=rest auth=api_key package=s3 snapstart=false"
