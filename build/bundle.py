@@ -37,6 +37,9 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # FastAPI is not among them: it declares the API at build time only (see handler/app.py).
 _BASE_REQUIREMENTS = ["onnxruntime", "numpy", "mangum", "pydantic", "aws-lambda-powertools"]
 _TASK_REQUIREMENTS = {"embedding": ["tokenizers"]}
+# Installed without their dependencies: tokenizers declares huggingface_hub (and through it
+# httpx, yaml, tqdm, ...) for downloading from the hub, which the handler never does: 10 MB zipped.
+_NO_DEPS = {"tokenizers"}
 
 _PLATFORM_TAGS = {
     # Lambda runs Amazon Linux 2023 (glibc 2.34): any manylinux up to 2_34 loads.
@@ -58,6 +61,16 @@ _STRIP_PATHS = [
     "numpy/_pyinstaller",
     "numpy/_core/include",
     "numpy/_core/lib/pkgconfig",
+    # numpy submodules the handler never imports (numpy 2 loads them lazily, on attribute access).
+    "numpy/random",
+    "numpy/polynomial",
+    "numpy/ma",
+    "numpy/fft",
+    "numpy/testing",
+    "numpy/typing",
+    "numpy/doc",
+    # pydantic's v1 compatibility layer (only FastAPI's compat probe imports it; not shipped).
+    "pydantic/v1",
     # onnxruntime declares protobuf and flatbuffers for its tools; inference imports neither.
     "google",
     "flatbuffers",
@@ -72,7 +85,12 @@ _STRIP_PATHS = [
         )
     ),
 ]
-_STRIP_GLOBS = ["onnxruntime/capi/libonnxruntime.so*", "**/*.pyi"]
+_STRIP_GLOBS = [
+    "onnxruntime/capi/libonnxruntime.so*",
+    "**/*.pyi",
+    "numpy/_core/_simd.*",
+    "numpy/_core/_*_tests.*",
+]
 _STRIP_DIR_NAMES = {"tests", "__pycache__"}
 
 
@@ -151,33 +169,44 @@ def install_dependencies(
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """pip-install ``requirements`` for the target into a cached folder, stripped; return it."""
-    key = hashlib.sha256(json.dumps([requirements, python, architecture, _STRIP_PATHS, _STRIP_GLOBS]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([requirements, python, architecture, _STRIP_PATHS, _STRIP_GLOBS, sorted(_NO_DEPS)]).encode()
+    ).hexdigest()[:16]
     target = cache / "deps" / f"py{python}-{architecture}-{key}"
     if (target / ".complete").is_file():
         log(f"dependencies from cache {target.relative_to(cache.parent) if cache.parent in target.parents else target}")
         return target
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    command = [
+    base = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--target", str(staging), "--only-binary=:all:", "--implementation", "cp",
         "--python-version", python, "--no-compile",
         *(arg for tag in _PLATFORM_TAGS[architecture] for arg in ("--platform", tag)),
-        *requirements,
     ]
+    with_deps = [r for r in requirements if _name_of(r) not in _NO_DEPS]
+    without_deps = [r for r in requirements if _name_of(r) in _NO_DEPS]
     log(f"pip install for Python {python} {architecture}: {' '.join(requirements)}")
     env = {**os.environ, "PIP_CACHE_DIR": str(cache / "pip")}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise BundleError(
-            f"installing the runtime dependencies for Python {python} {architecture} failed "
-            f"(is every package available as a wheel for that platform?):\n{result.stderr.strip()[-2000:]}"
-        )
+    commands = [[*base, *with_deps]]
+    if without_deps:
+        commands.append([*base, "--no-deps", *without_deps])
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise BundleError(
+                f"installing the runtime dependencies for Python {python} {architecture} failed "
+                f"(is every package available as a wheel for that platform?):\n{result.stderr.strip()[-2000:]}"
+            )
     strip_dependencies(staging)
     (staging / ".complete").write_text("\n".join(requirements) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def _name_of(requirement: str) -> str:
+    return requirement.split("==")[0].split(">=")[0].strip().lower()
 
 
 def strip_dependencies(root: Path) -> None:

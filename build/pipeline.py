@@ -19,7 +19,7 @@ from build.evaluate import Reference, evaluator_for, load_dataset
 from build.openapi import render_for as render_openapi
 from build.progress import Steps
 from build.report import write_plot, write_report
-from build.source import load_callable, load_torch_model
+from build.source import load_callable, load_torch_model, resolve_weights
 from build.validate import GateResult
 from handler.app import OPENAPI_FILE
 from handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
@@ -131,9 +131,10 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
     if source.module is not None:
         assert source.weights is not None
-        if not config.path(source.weights).is_file():
+        weights = resolve_weights(config)  # in the example folder, or "package:<name>/<path>"
+        if not weights.is_file():
             if source.train is None:
-                raise ConfigError(f"weights file {config.path(source.weights)} not found and no source.train given")
+                raise ConfigError(f"weights file {weights} not found and no source.train given")
             with steps.step("train", f"{source.train} (weights file missing)"):
                 load_callable(config, source.train, "source.train")()
         with steps.step("export", f"PyTorch -> ONNX opset {config.export.opset}"):
@@ -185,12 +186,17 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
     model_path = out / MODEL_FILE
     shutil.copyfile(compressed_path, model_path)
+    extra_files: dict[str, Path] = {}
+    for name, path in extra_model_files(config).items():
+        shutil.copyfile(path, out / name)
+        extra_files[name] = out / name
     manifest = Manifest(
         schema=MANIFEST_SCHEMA,
         name=config.name,
         version=config.version,
         task=config.task,
         model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+        files={name: sha256_file(path) for name, path in extra_files.items()},
         inputs=api_inputs(config),
         outputs=api_outputs(config),
         labels=config.labels,
@@ -208,10 +214,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     )
     manifest_path = out / MANIFEST_FILE
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
-    model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path}
-    for name, path in extra_model_files(config).items():
-        shutil.copyfile(path, out / name)
-        model_files[name] = out / name
+    model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path, **extra_files}
     # The API contract for this model, rendered by FastAPI here (build time) and served by the
     # handler at /openapi.json and /docs.
     openapi_path = out / OPENAPI_FILE

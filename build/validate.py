@@ -166,6 +166,27 @@ def nearest_neighbour_agreement(reference: np.ndarray, candidate: np.ndarray) ->
     return float((neighbours(reference.astype(np.float64)) == neighbours(candidate.astype(np.float64))).mean())
 
 
+class CosineGateResult(GateResult):
+    """A cosine gate's verdict; its explanation names the embedding knobs, not ``tolerance``."""
+
+    def explain(self) -> str:
+        runs = "; ".join(
+            f"{label}: min {self.extra[f'min_cosine_{key}']:.4f}, mean {self.extra[f'mean_cosine_{key}']:.4f}, "
+            f"nearest-neighbour agreement {self.extra[f'nn_agreement_{key}']:.1%}"
+            for label, key in ((label, label.replace(" ", "_")) for label in self.extra.get("runs", []))
+        )
+        if self.passed:
+            return f"cosine gate passed on {self.samples} held-out texts ({runs})"
+        missed = "; ".join(check.explain() for check in self.failures)
+        return (
+            f"cosine gate FAILED on {self.samples} held-out texts: {missed}. Cosine similarity between the "
+            f"original model's and the compressed model's vectors: {runs}. Nothing was bundled. Lower "
+            "validation.min_cosine / validation.mean_cosine only if vectors that far from the original are "
+            "acceptable for your search or clustering, or choose a gentler compression (per_channel = true, "
+            "nodes_to_exclude for the layers that lose most, fp16, or method = \"none\")."
+        )
+
+
 def cosine_gate(
     reference: np.ndarray,
     candidate: np.ndarray,
@@ -173,25 +194,31 @@ def cosine_gate(
     min_cosine: float,
     mean_cosine: float,
     extra_runs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    label: str = "single",
 ) -> GateResult:
-    """Embeddings: per-sample cosine between original and compressed vectors. ``extra_runs``
-    adds the same checks for other evaluation modes (e.g. padded batches) under their name."""
-    runs = {"": (reference, candidate), **(extra_runs or {})}
+    """Embeddings: per-sample cosine between original and compressed vectors, gated on its
+    minimum and mean; nearest-neighbour agreement (does each sample's closest other sample stay
+    the same?) is reported. ``extra_runs`` adds the same checks for other evaluation modes
+    (e.g. ``{"batch 32": (reference, padded_batch_vectors)}``) under their name; ``label``
+    names the main run."""
+    runs = {label: (reference, candidate), **(extra_runs or {})}
     checks: list[GateCheck] = []
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"runs": list(runs)}
     all_cos = []
-    for label, (ref, cand) in runs.items():
+    for name, (ref, cand) in runs.items():
+        if ref.shape != cand.shape:
+            raise ValueError(f"cosine gate ({name}): reference shape {ref.shape} != candidate shape {cand.shape}")
         cos = cosine_rows(ref, cand)
         all_cos.append(cos)
-        suffix = f" ({label})" if label else ""
+        suffix = f" ({name})" if len(runs) > 1 else ""
         checks.append(GateCheck(f"min cosine{suffix}", float(cos.min()), min_cosine, ">="))
         checks.append(GateCheck(f"mean cosine{suffix}", float(cos.mean()), mean_cosine, ">="))
-        key = label.replace(" ", "_") or "single"
+        key = name.replace(" ", "_")
         extra[f"min_cosine_{key}"] = float(cos.min())
         extra[f"mean_cosine_{key}"] = float(cos.mean())
         extra[f"nn_agreement_{key}"] = nearest_neighbour_agreement(ref, cand)
     mean_all = float(np.concatenate(all_cos).mean())
-    return GateResult(
+    return CosineGateResult(
         metric="cosine",
         reference=1.0,
         candidate=mean_all,

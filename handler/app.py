@@ -208,7 +208,7 @@ def _openapi_reply(document: dict[str, Any] | None, root_path: str) -> Reply:
 def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None, openapi: Path | None = None) -> SlimserveApp:
     """The runtime app. ``openapi`` defaults to ``openapi.json`` beside the model's manifest."""
     service = InferenceService(model, adapter)
-    openapi_path = openapi or model.model_path.parent / OPENAPI_FILE
+    openapi_path = openapi or model.model_dir / OPENAPI_FILE
     document = json.loads(openapi_path.read_text(encoding="utf-8")) if openapi_path.is_file() else None
     title = f"slimserve: {model.name}"
 

@@ -94,6 +94,8 @@ class Manifest(_Strict):
     task: Task = "raw"
     platform: Literal["onnx_onnxv1"] = "onnx_onnxv1"
     model: ModelFile
+    # Other files the handler reads beside the model (e.g. tokenizer.json), name -> sha256.
+    files: dict[str, str] = Field(default_factory=dict)
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     labels: list[str] | None = None

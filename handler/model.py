@@ -50,6 +50,7 @@ class LoadedModel:
     manifest: Manifest
     session: ort.InferenceSession
     model_path: Path
+    model_dir: Path  # the manifest's folder: tokenizer.json, openapi.json (the .onnx may be in /tmp)
     output_names: tuple[str, ...]
 
     @property
@@ -98,6 +99,12 @@ def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | Non
         manifest = load_manifest(model_dir / MANIFEST_FILE)
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from exc
+    for name, pinned in manifest.files.items():
+        extra = model_dir / name
+        if not extra.is_file():
+            raise ModelLoadError(f"{name} is missing from {model_dir}; the manifest pins it")
+        if sha256_of(extra) != pinned:
+            raise ModelLoadError(f"{extra} does not match the sha256 the manifest pins; rebuild the bundle")
     path = model_path or model_dir / manifest.model.file
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
@@ -117,5 +124,6 @@ def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | Non
         manifest=manifest,
         session=session,
         model_path=path,
+        model_dir=model_dir,
         output_names=tuple(node.name for node in session.get_outputs()),
     )

@@ -101,9 +101,12 @@ class TokenFeeds:
 
 
 def _model_dir_candidates(model: LoadedModel) -> list[Path]:
-    # The tokenizer ships in the model folder (model/ in lambda.zip); the .onnx file is usually
-    # there too, but may have been fetched elsewhere (S3 -> /tmp).
-    candidates = [getattr(model, "model_dir", None), model.model_path.parent]
+    """Where the tokenizer may be: it ships in the model folder (model/ in lambda.zip). The .onnx
+    file is usually there too, but with package = "s3" it was fetched to /tmp; then the folder
+    is the one the settings name (SLIMSERVE_MODEL_DIR, else <task root>/model)."""
+    from handler.settings import Settings
+
+    candidates = [model.model_dir, model.model_path.parent, Settings.from_env().model_dir]
     return list(dict.fromkeys(Path(path) for path in candidates if path is not None))
 
 

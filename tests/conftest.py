@@ -15,6 +15,7 @@ from filelock import FileLock
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DIGITS = PROJECT_ROOT / "examples" / "digits"
+MINILM = PROJECT_ROOT / "examples" / "minilm"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,35 @@ def digits_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (out / "lambda.zip").is_file():
             shutil.rmtree(out, ignore_errors=True)
             run_build(DIGITS, out=out, steps=Steps())
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist folder of a full `slimserve build examples/minilm` (int8 MiniLM, tokenizer.json,
+    manifest, lambda.zip; work/ keeps fp32.onnx). 1-2.5 minutes on 2 cores: built once per
+    session, shared by xdist workers through a file lock (the MiniLM tests also share an
+    xdist_group); .pyc precompilation is skipped (the digits build covers it)."""
+    from build.pipeline import run_build
+    from build.progress import Steps
+
+    # Nothing in the build may reach the Hugging Face hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "minilm-build"
+    with FileLock(str(shared / "minilm-build.lock")):
+        if not (out / "lambda.zip").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            # onnxruntime's symbolic shape inference drops a 90 MB model copy into the working
+            # directory when it gives up on this graph: keep that out of the repository.
+            cwd = os.getcwd()
+            os.chdir(shared)
+            try:
+                run_build(MINILM, out=out, steps=Steps(), precompile_bytecode=False)
+            finally:
+                os.chdir(cwd)
     return out
 
 

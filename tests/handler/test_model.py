@@ -73,3 +73,19 @@ def test_manifest_inputs_must_match_the_model(model_dir: Path) -> None:
     model = load_model(model_dir, intra_op_threads=1)
     with pytest.raises(ModelLoadError, match=r"manifest inputs \['image'\] do not match the model's inputs \['pixels'\]"):
         create_app(model)
+
+
+def test_files_beside_the_model_are_pinned_too(model_dir: Path) -> None:
+    from build.bundle import sha256_file
+
+    (model_dir / "tokenizer.json").write_text('{"version": "1.0"}')
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["files"] = {"tokenizer.json": sha256_file(model_dir / "tokenizer.json")}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(model_dir, intra_op_threads=1).model_dir == model_dir
+    (model_dir / "tokenizer.json").write_text('{"version": "2.0"}')
+    with pytest.raises(ModelLoadError, match=r"tokenizer.json does not match the sha256 the manifest pins"):
+        load_model(model_dir, intra_op_threads=1)
+    (model_dir / "tokenizer.json").unlink()
+    with pytest.raises(ModelLoadError, match="tokenizer.json is missing from"):
+        load_model(model_dir, intra_op_threads=1)
