@@ -56,17 +56,57 @@ def build(
         err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
 
 
+TemplateOption = Annotated[
+    Optional[Path], typer.Option("--template", help="Emulate this synthesized CloudFormation template instead of synthesizing one")
+]
+NoTemplateOption = Annotated[
+    bool, typer.Option("--no-template", help="Do not synthesize (no Node needed): follow the manifest's defaults, not the stack's template")
+]
+
+
+def _emulation_inputs(
+    target: Path, template: Optional[Path], no_template: bool, option: list[str], flags: dict[str, object]
+) -> dict[str, object]:
+    """What `local` / `invoke --event` emulate: --template, else the template `slimserve synth`
+    would produce for the same target and options (synthesized once, cached), else (with
+    --no-template) the manifest's defaults."""
+    if template is not None and no_template:
+        _fail("give --template PATH or --no-template, not both", 2)
+    if template is not None:
+        return {"template": template}
+    if no_template:
+        err.print(
+            "[yellow]--no-template: the local run follows the manifest's defaults (an open HTTP API), "
+            "not the template the stack deploys[/yellow]",
+            highlight=False,
+        )
+        return {}
+    _, options = _stack_inputs(target, option, flags)
+    return {"stack_options": options}
+
+
 @app.command()
 def local(
     target: Annotated[Path, typer.Argument(help="Example folder or build output folder")] = Path("examples/digits"),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 8080,
     python: Annotated[Optional[str], typer.Option(help="Interpreter to run the function with")] = None,
+    template: TemplateOption = None,
+    no_template: NoTemplateOption = False,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Stack option KEY=VALUE, as for synth (repeatable)")] = [],  # noqa: B006
+    api: Annotated[Optional[str], typer.Option(help="http (default) or rest, as for synth")] = None,
+    auth: Annotated[Optional[str], typer.Option(help="iam (default), jwt, api_key or none, as for synth")] = None,
+    package: Annotated[Optional[str], typer.Option(help="zip (default), s3 or image, as for synth")] = None,
+    api_key: Annotated[
+        Optional[str], typer.Option("--api-key", help="Local value of the stack's API keys (default: random, printed)", envvar="SLIMSERVE_LOCAL_API_KEY")
+    ] = None,
 ) -> None:
-    """Serve the built lambda.zip on 127.0.0.1 the way Lambda and API Gateway would."""
+    """Serve the built lambda.zip on 127.0.0.1 the way the stack's Lambda and API Gateway would
+    (the API shape, auth, stage, limits and function settings come from the stack's template)."""
     from build.local import LocalRunError, serve
 
+    inputs = _emulation_inputs(target, template, no_template, option, {"api": api, "auth": auth, "package": package})
     try:
-        serve(target, port, python=python)
+        serve(target, port, python=python, api_key=api_key, **inputs)  # type: ignore[arg-type]
     except LocalRunError as exc:
         _fail(str(exc))
 
@@ -81,8 +121,12 @@ def invoke(
     api_key: Annotated[Optional[str], typer.Option(help="API key (REST API with keys)", envvar="SLIMSERVE_API_KEY")] = None,
     iam: Annotated[bool, typer.Option("--iam", help="Sign the request with SigV4 (IAM auth)")] = False,
     region: Annotated[Optional[str], typer.Option(help="AWS region for SigV4 (default: from the URL)")] = None,
+    template: TemplateOption = None,
+    no_template: NoTemplateOption = False,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Stack option KEY=VALUE for --event, as for synth")] = [],  # noqa: B006
 ) -> None:
-    """Send one request: a recorded event through the local runtime, or HTTP to a URL."""
+    """Send one request: a recorded event through the local runtime (function timeout, memory
+    and environment from the stack's template), or HTTP to a URL."""
     if (event is None) == (url is None):
         _fail("give exactly one of --event FILE or --url URL", 2)
     if event is not None:
@@ -92,8 +136,9 @@ def invoke(
             payload = json.loads(event.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             _fail(f"cannot read event {event}: {exc}", 2)
+        inputs = _emulation_inputs(target, template, no_template, option, {})
         try:
-            result = invoke_event(target, payload)
+            result = invoke_event(target, payload, **inputs)  # type: ignore[arg-type]
         except LocalRunError as exc:
             _fail(str(exc))
         out.print_json(data=result)
@@ -128,39 +173,20 @@ _OPTION_HELP = "Stack option KEY=VALUE (repeatable), e.g. api=rest auth=api_key 
 
 
 def _stack_inputs(target: Path, option: list[str], flags: dict[str, object]) -> tuple[Path, dict[str, object]]:
-    """The manifest of a built target and the stack options: [deploy] in the example's
-    slimserve.toml, then --option KEY=VALUE, then the named flags (explicit beats file)."""
-    import tomllib
-
-    from build.local import LocalRunError, resolve_target
+    """The manifest of a built target and the stack options (build/targets.py), or exit 2."""
+    from build.targets import TargetError, stack_inputs
 
     try:
-        artifacts = resolve_target(target)
-    except LocalRunError as exc:
+        return stack_inputs(target, option, flags)
+    except TargetError as exc:
         _fail(str(exc), 2)
-    options: dict[str, object] = {}
-    config_file = target / "slimserve.toml"
-    if config_file.is_file():
-        options.update(tomllib.loads(config_file.read_text(encoding="utf-8")).get("deploy", {}))
-    for item in option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"--option takes KEY=VALUE, got {item!r}", 2)
-        options[key.strip()] = _parse_value(value.strip())
-    options.update({key: value for key, value in flags.items() if value is not None})
-    return artifacts.folder / "manifest.json", options
+        raise  # unreachable: _fail exits
 
 
 def _parse_value(raw: str) -> object:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(raw)
-        except ValueError:
-            pass
-    return raw
+    from build.targets import parse_value
+
+    return parse_value(raw)
 
 
 def _cdk(action: str, target: Path, out_dir: Path, option: list[str], flags: dict[str, object], **extra: object) -> None:

@@ -16,6 +16,10 @@ Facts encoded here (see docs of API Gateway; measured behaviour noted where the 
   matches them.
 - HTTP API 2.0: a result that is valid JSON but not an object with ``statusCode`` is sent as a
   200 application/json body. Payload 1.0 has no such inference.
+- What the authorizer learnt reaches the function: HTTP API 2.0 puts it in
+  ``requestContext.authorizer`` (``jwt.claims``/``scopes``, or ``iam``), payload 1.0 in
+  ``requestContext.identity`` (``accessKey``, ``apiKey``, ``apiKeyId``). Locally nothing is
+  verified, so only what the request itself carries is filled in.
 """
 
 from __future__ import annotations
@@ -68,6 +72,19 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """What the gateway's authorization step found in the request (nothing is verified
+    locally): the SigV4 access key id, the JWT's claims (decoded, unverified), the API key."""
+
+    kind: Literal["iam", "jwt", "api_key"]
+    access_key: str | None = None
+    claims: Mapping[str, str] = field(default_factory=dict)
+    scopes: tuple[str, ...] | None = None
+    api_key: str | None = None
+    api_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ def build_http_api_v2_event(
     trace_id: str,
     now_ms: int,
     stage_variables: Mapping[str, str] | None = None,
+    auth: AuthContext | None = None,
 ) -> dict[str, Any]:
     """API Gateway HTTP API, payload format 2.0."""
     headers: dict[str, str] = {}
@@ -220,7 +238,32 @@ def build_http_api_v2_event(
         event["stageVariables"] = dict(stage_variables)
     if body is not None:
         event["body"] = body
+    authorizer = _v2_authorizer(auth)
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     return event
+
+
+def _v2_authorizer(auth: AuthContext | None) -> dict[str, Any] | None:
+    if auth is None:
+        return None
+    if auth.kind == "jwt":
+        scopes = list(auth.scopes) if auth.scopes is not None else None
+        return {"jwt": {"claims": dict(auth.claims), "scopes": scopes}}
+    if auth.kind == "iam":
+        # Who the caller is would come from verifying the signature: not done locally.
+        return {
+            "iam": {
+                "accessKey": auth.access_key,
+                "accountId": None,
+                "callerId": None,
+                "cognitoIdentity": None,
+                "principalOrgId": None,
+                "userArn": None,
+                "userId": None,
+            }
+        }
+    return None
 
 
 def build_v1_event(
@@ -235,6 +278,7 @@ def build_v1_event(
     now_ms: int,
     binary_media_types: Sequence[str] = (),
     stage_variables: Mapping[str, str] | None = None,
+    auth: AuthContext | None = None,
 ) -> dict[str, Any]:
     """Payload format 1.0: REST API proxy integration, or HTTP API with format 1.0.
 
@@ -306,6 +350,19 @@ def build_v1_event(
         "body": body,
         "isBase64Encoded": is_base64,
     }
+    if auth is not None:
+        identity = event["requestContext"]["identity"]
+        if auth.access_key is not None:
+            identity["accessKey"] = auth.access_key
+        if auth.api_key is not None:
+            identity["apiKey"] = auth.api_key
+            identity["apiKeyId"] = auth.api_key_id
+        if auth.kind == "jwt":
+            # HTTP API with payload 1.0 passes the JWT authorizer's result here.
+            event["requestContext"]["authorizer"] = {
+                "claims": dict(auth.claims),
+                "scopes": list(auth.scopes) if auth.scopes is not None else None,
+            }
     if api_type == "http":
         event["version"] = "1.0"
         event["requestContext"]["routeKey"] = match.route_key

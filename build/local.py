@@ -11,7 +11,13 @@ When the zip's target Python (or architecture, or Linux itself) is not available
 cannot be run as built. Then the zip's packages are reinstalled for a local Python and the run
 is labelled EMULATION everywhere: it checks the handler, not the bundle.
 
-Public API (used by build/cli.py): ``serve``, ``running``, ``invoke_event``, ``resolve_target``.
+What the gateway and the function look like (API type, stage, routes, auth, limits, timeout,
+memory, environment) is a ``GatewayConfig``: given explicitly, read from a synthesized
+CloudFormation template (``template=``, or ``stack_options=`` to synthesize one, cached; what
+``slimserve local`` does by default), else the manifest's defaults.
+
+Public API (used by build/cli.py): ``serve``, ``running``, ``invoke_event``, ``resolve_target``,
+``resolve_config``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import threading
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,12 +82,17 @@ __all__ = [
     "LocalPythonError",
     "LocalRunError",
     "LocalServer",
+    "curl_hint",
     "default_cache_dir",
+    "gateway_banner",
     "invoke_event",
+    "resolve_config",
     "resolve_target",
     "running",
     "serve",
 ]
+
+TemplateInput = Path | str | Mapping[str, Any]
 
 ZIP_NAME = "lambda.zip"
 DEFAULT_HANDLER = "handler.main.handler"  # slimserve's own handler: it serves /v2/health/ready
@@ -161,6 +172,191 @@ def resolve_target(target: Path, *, cwd: Path | None = None) -> BuildArtifacts:
         f"{target} is neither a build output folder (with {ZIP_NAME} and {MANIFEST_FILE}) "
         "nor an example folder (with slimserve.toml)"
     )
+
+
+# --- what to emulate ---------------------------------------------------------------------------
+
+
+def resolve_config(
+    artifacts: BuildArtifacts,
+    *,
+    config: GatewayConfig | None = None,
+    template: TemplateInput | None = None,
+    stack_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    api_type: ApiType = "http",
+    cache_dir: Path | None = None,
+    console: Console | None = None,
+) -> GatewayConfig:
+    """``config`` as given; else the one ``template`` describes; else the one the stack
+    synthesized with ``stack_options`` describes (cached under .cache/local-synth); else the
+    manifest's defaults for ``api_type``. Raises LocalRunError (the CDK's and the template's
+    errors included)."""
+    given = [
+        name
+        for name, value in (
+            ("config", config),
+            ("template", template),
+            ("stack_options", stack_options),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise LocalRunError(
+            f"give at most one of config, template and stack_options (got {', '.join(given)})"
+        )
+    if config is not None:
+        return config
+    if template is None and stack_options is None:
+        return GatewayConfig.from_manifest(artifacts.manifest, api_type=api_type)
+
+    from build.template import TemplateError, gateway_config_from_template, synthesized_template
+
+    if stack_options is not None:
+        from build.cdk import CdkError
+        from handler.manifest import ManifestError
+        from infra.options import OptionsError
+
+        manifest_path = artifacts.folder / MANIFEST_FILE
+        cache = (cache_dir or default_cache_dir()).resolve()
+        status = (
+            console.status("synthesizing the stack template (once per manifest and options)")
+            if console
+            else None
+        )
+        try:
+            if status is not None:
+                status.start()
+            template, cached = synthesized_template(manifest_path, stack_options, cache)
+        except (OptionsError, ManifestError) as exc:
+            raise LocalRunError(str(exc)) from exc
+        except CdkError as exc:
+            raise LocalRunError(
+                f"cannot synthesize the stack template: {exc}. Pass --no-template to run with "
+                "the manifest's defaults instead (not what the stack deploys)"
+            ) from exc
+        finally:
+            if status is not None:
+                status.stop()
+        if console is not None:
+            console.print(
+                f"stack template {'cached in' if cached else 'synthesized into'} {template}"
+            )
+    try:
+        resolved = gateway_config_from_template(template, artifacts.manifest, api_key=api_key)
+    except TemplateError as exc:
+        raise LocalRunError(f"cannot emulate the template: {exc}") from exc
+    _check_model_source(artifacts, resolved)
+    return resolved
+
+
+def _check_model_source(artifacts: BuildArtifacts, config: GatewayConfig) -> None:
+    """package=s3 stacks load the model from a bucket that exists only on AWS; the local run
+    can stand in only when the zip carries the model itself."""
+    from build.template import S3_MODEL_VARIABLES
+
+    if not any(name in S3_MODEL_VARIABLES for name in config.skipped_environment):
+        return
+    model_file = f"model/{artifacts.manifest.model.file}"
+    with zipfile.ZipFile(artifacts.zip_path) as archive:
+        if model_file in archive.namelist():
+            return
+    raise LocalRunError(
+        f"the stack is package=s3 and {artifacts.zip_path} has no {model_file}: the function "
+        "would download the model from an S3 bucket that exists only on AWS, which a template "
+        "alone cannot emulate. Build a zip that carries the model, or run with --no-template "
+        "and SLIMSERVE_MODEL_S3_* pointing at a local S3 endpoint"
+    )
+
+
+def gateway_banner(config: GatewayConfig, url: str) -> Panel:
+    """What the local gateway copies from the deployed stack, and what it does not."""
+    api = "HTTP API" if config.api_type == "http" else "REST API"
+    lines: list[tuple[str, str] | str] = []
+    if config.source == "manifest defaults":
+        lines.append(
+            ("Following the manifest's DEFAULTS, not the stack's template: ", "bold yellow")
+        )
+        lines.append("what the deployed API does (auth, stage, limits) may differ.\n")
+    else:
+        lines.append(f"Following {config.source}.\n")
+    stage = (
+        "no path prefix"
+        if not config.stage_prefix
+        else f"every path starts with {config.stage_prefix}"
+    )
+    lines.append(f"{api}, payload format {config.payload_format}, stage {config.stage} ({stage})\n")
+    shown = ", ".join(route.key for route in config.routes[:4])
+    more = f" and {len(config.routes) - 4} more" if len(config.routes) > 4 else ""
+    lines.append(f"routes: {shown}{more}\n")
+    kinds = {route.authorization for route in config.routes}
+    lines.append(f"auth: {config.auth_summary}\n")
+    if "iam" in kinds:
+        lines.append(
+            "  IAM: send a SigV4 Authorization header (AWS4-HMAC-SHA256 Credential=..., "
+            "SignedHeaders=..., Signature=...) and X-Amz-Date, e.g. from awscurl or botocore; "
+            "unsigned requests get 403 as on AWS. Signatures are NOT verified locally.\n"
+        )
+    if "jwt" in kinds:
+        lines.append(
+            "  JWT: send Authorization: Bearer <token>; without one, 401 as on AWS. Tokens are "
+            "NOT verified locally (issuer, audience, expiry, signature).\n"
+        )
+    if any(route.api_key_required for route in config.routes):
+        if config.api_keys:
+            for name, value in config.api_keys.items():
+                lines.append(
+                    f"  API key {name}: send x-api-key: {value} (local value; the deployed one differs)\n"
+                )
+        else:
+            lines.append("  API key required, but no usable key: every request gets 403\n")
+    if config.binary_media_types:
+        lines.append(f"binary media types: {', '.join(config.binary_media_types)}\n")
+    lines.append(
+        f"limits: body {config.max_body_bytes // (1024 * 1024)} MB, Lambda payload "
+        f"{MAX_REQUEST_PAYLOAD_BYTES // (1024 * 1024)} MB, API Gateway answers after "
+        f"{config.integration_timeout_s:g} s; function timeout {config.function_timeout_s:g} s, "
+        f"{config.memory_mb} MB\n"
+    )
+    if config.environment:
+        lines.append(f"environment: {', '.join(sorted(config.environment))}\n")
+    if config.notes:
+        lines.append(("differences from the deployed stack:\n", "bold"))
+    for note in config.notes:
+        lines.append(f"  - {note}\n")
+    text = Text.assemble(*lines)
+    text.rstrip()
+    return Panel(text, title=f"slimserve local: API Gateway at {url}", border_style="cyan")
+
+
+# A SigV4-shaped header: enough locally (signatures are not verified), refused by AWS.
+LOCAL_SIGV4_HEADERS = (
+    (
+        "Authorization",
+        (
+            "AWS4-HMAC-SHA256 Credential=AKIDLOCAL/20240101/us-east-1/execute-api/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=local"
+        ),
+    ),
+    ("X-Amz-Date", "20240101T000000Z"),
+)
+
+
+def curl_hint(config: GatewayConfig, url: str) -> str:
+    """A curl command the local gateway lets through (the health route)."""
+    route = next(
+        (r for r in config.routes if r.match("GET", "/v2/health/ready") is not None),
+        config.routes[0],
+    )
+    headers: list[tuple[str, str]] = []
+    if route.authorization == "iam":
+        headers.extend(LOCAL_SIGV4_HEADERS)
+    elif route.authorization == "jwt":
+        headers.append(("Authorization", "Bearer <any JWT>"))
+    if route.api_key_required and config.api_keys:
+        headers.append(("x-api-key", next(iter(config.api_keys.values()))))
+    options = "".join(f" -H '{name}: {value}'" for name, value in headers)
+    return f"curl{options} {url}/v2/health/ready"
 
 
 # --- preparing the function --------------------------------------------------------------------
@@ -385,10 +581,19 @@ def running(
     init_timeout_s: float = DEFAULT_INIT_TIMEOUT_S,
     console: Console | None = None,
     api_type: ApiType = "http",
+    template: TemplateInput | None = None,
+    stack_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    banner: bool = False,
 ) -> Iterator[LocalServer]:
     """Serve ``target`` on ``host:port`` (0: a free port) while the block runs.
 
-    ``config`` defaults to ``GatewayConfig.from_manifest(manifest, api_type=api_type)``.
+    What is emulated: ``config``; else what ``template`` (a synthesized CloudFormation template,
+    path or dict) describes; else what the stack synthesized with ``stack_options`` describes
+    (``slimserve synth``'s app, cached); else ``GatewayConfig.from_manifest(manifest,
+    api_type=api_type)`` (fast: no synthesis). ``api_key`` is the local value of the template's
+    API keys (default: random, see ``server.config.api_keys``). ``banner`` prints what the
+    gateway copies and what it does not.
     Raises LocalRunError (FunctionStartError for init failures such as a dependency missing
     from the zip) before yielding when the function cannot start.
     """
@@ -396,22 +601,33 @@ def running(
     console = console or Console(stderr=True, soft_wrap=True)
     artifacts = resolve_target(target)
     manifest = artifacts.manifest
-    gateway_config = config or GatewayConfig.from_manifest(manifest, api_type=api_type)
     executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="slimserve-invoke")
     pools: list[FunctionPool] = []  # filled once the function has started
 
     def submit(payload: bytes, wait_s: float) -> Future[InvocationResult | None]:
         return executor.submit(pools[0].invoke, payload, wait_for_instance_s=wait_s)
 
-    # Bind first: a busy port should fail in milliseconds, not after unpacking and init.
+    # Bind first: a busy port should fail in milliseconds, not after synthesis, unpacking and
+    # init. The gateway gets its real configuration before the server starts serving.
     try:
         http = GatewayHttpServer(
-            Gateway(gateway_config, submit), host, port, log=_console_log(console)
+            Gateway(GatewayConfig(), submit), host, port, log=_console_log(console)
         )
     except OSError as exc:
         executor.shutdown(wait=False)
         raise LocalRunError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     try:
+        gateway_config = resolve_config(
+            artifacts,
+            config=config,
+            template=template,
+            stack_options=stack_options,
+            api_key=api_key,
+            api_type=api_type,
+            cache_dir=cache_dir,
+            console=console,
+        )
+        http.gateway = Gateway(gateway_config, submit)
         with started_function(
             artifacts,
             gateway_config,
@@ -440,12 +656,14 @@ def running(
                 _stop=stop,
             )
             label = " [bold yellow](EMULATION)[/bold yellow]" if server.emulated else ""
+            if banner:
+                console.print(gateway_banner(gateway_config, server.url), soft_wrap=False)
             console.print(
                 f"[green]ready[/green] in {server.ready_ms:.0f} ms (function init "
                 f"{server.init_ms:.0f} ms): {server.url}{label} - {gateway_config.describe()}"
             )
             if manifest.runtime.handler == DEFAULT_HANDLER:
-                console.print(f"try: curl {server.url}/v2/health/ready", highlight=False)
+                console.print(f"try: {curl_hint(gateway_config, server.url)}", highlight=False)
             try:
                 yield server
             finally:
@@ -466,8 +684,12 @@ def serve(
     concurrency: int = 1,
     console: Console | None = None,
     api_type: ApiType = "http",
+    template: TemplateInput | None = None,
+    stack_options: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
 ) -> None:
-    """Serve until Ctrl-C (or SIGTERM); then stop the function and clean up."""
+    """Serve until Ctrl-C (or SIGTERM); then stop the function and clean up. Prints what the
+    gateway emulates (see ``running`` for config / template / stack_options)."""
     console = console or Console(stderr=True, soft_wrap=True)
     stop_requested = threading.Event()
     previous = None
@@ -484,6 +706,10 @@ def serve(
             concurrency=concurrency,
             console=console,
             api_type=api_type,
+            template=template,
+            stack_options=stack_options,
+            api_key=api_key,
+            banner=True,
         ):
             console.print("press Ctrl-C to stop")
             try:
@@ -505,21 +731,34 @@ def invoke_event(
     config: GatewayConfig | None = None,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    template: TemplateInput | None = None,
+    stack_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Send one raw event (e.g. a recorded API Gateway event) through the same runtime path and
-    return the function's JSON result. Raises FunctionError when the function fails."""
+    return the function's JSON result. Raises FunctionError when the function fails. The
+    function's timeout, memory and environment come from ``config`` / ``template`` /
+    ``stack_options`` as in ``running`` (the gateway itself is not involved)."""
     payload = json.dumps(event).encode()
     if len(payload) > MAX_REQUEST_PAYLOAD_BYTES:
         raise LocalRunError(
             f"the event is {len(payload)} bytes; Lambda accepts at most {MAX_REQUEST_PAYLOAD_BYTES}"
         )
     artifacts = resolve_target(target)
+    console = console or Console(stderr=True, soft_wrap=True)
+    function_config = resolve_config(
+        artifacts,
+        config=config,
+        template=template,
+        stack_options=stack_options,
+        cache_dir=cache_dir,
+        console=console,
+    )
     with started_function(
         artifacts,
-        config or GatewayConfig.from_manifest(artifacts.manifest),
+        function_config,
         python=python,
         cache_dir=cache_dir,
-        console=console or Console(stderr=True, soft_wrap=True),
+        console=console,
     ) as function:
         result = function.pool.invoke(payload)
     assert result is not None  # no wait limit: a free environment always comes

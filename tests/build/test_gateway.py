@@ -183,9 +183,9 @@ def test_rest_api_base64_encodes_only_binary_media_types() -> None:
 # --- gateway answers ------------------------------------------------------------------------
 
 
-def test_auth_required_rejects_requests_without_authorization() -> None:
+def test_jwt_route_rejects_requests_without_a_token() -> None:
     submit, received = fake_function(lambda e: OK)
-    gateway = Gateway(GatewayConfig(auth_required=True), submit)
+    gateway = Gateway(GatewayConfig(routes=(Route("ANY", "$default", "jwt"),)), submit)
     reply = gateway.handle(request())
     assert reply.response.status == 401
     assert json.loads(reply.response.body) == {"message": "Unauthorized"}
