@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from build.bundle import BundleReport, build_zip, sha256_file
-from build.compress import compress, optimize
 from build.config import BuildConfig, ConfigError, load_config
-from build.evaluate import Reference, evaluator_for, load_dataset
+from build.evaluate import Reference, evaluator_for
 from build.openapi import render_for as render_openapi
 from build.progress import Steps
 from build.report import write_plot, write_report
+from build.search import compress_and_gate, prepare_source
 from build.source import load_callable, load_torch_model, resolve_weights
 from build.validate import GateResult
 from handler.app import OPENAPI_FILE
@@ -86,17 +84,6 @@ def api_outputs(config: BuildConfig) -> list[TensorSpec]:
     return outputs
 
 
-class _CalibrationReader:
-    """onnxruntime CalibrationDataReader over in-memory arrays, one sample per feed."""
-
-    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
-        count = len(next(iter(inputs.values())))
-        self._feeds = iter([{name: array[i : i + 1] for name, array in inputs.items()} for i in range(count)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
-
-
 def _remove_outputs(out: Path) -> None:
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
@@ -150,23 +137,23 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
                 raise ConfigError(f"source.onnx file not found: {onnx_source}")
             shutil.copyfile(onnx_source, fp32_path)
 
-    candidate_input = fp32_path
-    if config.compression.optimize and config.compression.method != "none":
-        with steps.step("optimize", "shape inference + onnxruntime graph optimizations"):
-            candidate_input = optimize(fp32_path, work / "optimized.onnx")
-    compressed_path = work / "compressed.onnx"
-    with steps.step("compress", config.compression.method):
-        calibration = None
-        if config.compression.method == "static-int8":
-            if config.validation.calibration is None:
-                raise ConfigError("compression.method = 'static-int8' needs validation.calibration data")
-            calibration = _CalibrationReader(load_dataset(config, config.validation.calibration, "validation.calibration")[0])
-        applied = compress(candidate_input, compressed_path, config.compression, calibration=calibration)
-
-    with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})"):
-        evaluator = evaluator_for(config, Reference(fp32_path, torch_model, input_names))
-        gate = evaluator.gate(compressed_path)
-        steps.log(gate.explain())
+    reference = Reference(fp32_path, torch_model, input_names)
+    source_model, model_changes, model_sections = fp32_path, {}, []
+    if config.prune is not None or config.distill is not None:
+        what = "prune" if config.prune is not None else "distill"
+        detail = (
+            f"{config.prune.method}, sparsity {config.prune.sparsity:g}"
+            if config.prune is not None
+            else f"student {config.distill.student} on {config.distill.data}"
+        )
+        with steps.step(what, detail):
+            source_model, model_changes, model_sections = prepare_source(config, reference, work, log=steps.log)
+    with steps.step("reference", f"original model's outputs on held-out data ({config.validation.data})"):
+        evaluator = evaluator_for(config, reference)
+    outcome = compress_and_gate(config, reference, evaluator, source_model, work, steps)
+    compressed_path, gate = outcome.path, outcome.gate
+    applied = {**outcome.applied, **model_changes}
+    outcome.sections[:0] = model_sections
 
     sizes = {"reference_bytes": fp32_path.stat().st_size, "model_bytes": compressed_path.stat().st_size}
     settings = {
@@ -182,7 +169,8 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
             out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
             settings=settings, bundle=None, timings=steps.timings, plot=plot.name,
         )
-        raise GateFailed(gate)
+        outcome.append_to_report(out / REPORT_FILE)
+        raise outcome.failure or GateFailed(gate)
 
     model_path = out / MODEL_FILE
     shutil.copyfile(compressed_path, model_path)
@@ -239,4 +227,5 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied, settings=settings,
         bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name,
     )
+    outcome.append_to_report(out / REPORT_FILE)
     return BuildResult(out=out, manifest=manifest, gate=gate, bundle=bundle)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import build.pipeline as pipeline
+import build.search as search
 from build.config import ConfigError
 from build.pipeline import GateFailed, run_build
 from build.progress import Steps
@@ -63,7 +63,7 @@ def test_damaged_quantized_model_fails_accuracy_gate(tmp_path: Path, monkeypatch
     import onnx
     from onnx import numpy_helper
 
-    real_compress = pipeline.compress
+    real_compress = search.compress
 
     def damaging_compress(source, destination, config, **kwargs):
         applied = real_compress(source, destination, config, **kwargs)
@@ -77,7 +77,7 @@ def test_damaged_quantized_model_fails_accuracy_gate(tmp_path: Path, monkeypatch
         onnx.save(model, str(destination))
         return applied
 
-    monkeypatch.setattr(pipeline, "compress", damaging_compress)
+    monkeypatch.setattr(search, "compress", damaging_compress)
     out = tmp_path / "out"
     with pytest.raises(GateFailed) as caught:
         run_build(DIGITS, out=out, steps=Steps())
