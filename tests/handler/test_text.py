@@ -287,6 +287,13 @@ def test_load_fails_clearly_without_the_tokenizer(minilm_build: Path, tmp_path: 
 
     for name in ("manifest.json", "model.onnx"):
         shutil.copyfile(minilm_build / name, tmp_path / name)
+    # The manifest pins tokenizer.json: loading refuses a model folder without it.
+    with pytest.raises(ModelLoadError, match=f"tokenizer.json is missing from {tmp_path}; the manifest pins it"):
+        load_model(tmp_path, intra_op_threads=1)
+    # A manifest that does not pin it (older builds): the adapter says what is missing.
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["files"] = {}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     model = load_model(tmp_path, intra_op_threads=1)
     with pytest.raises(ModelLoadError, match=f"tokenizer file not found: {tmp_path / 'tokenizer.json'}"):
         adapter_for(model)
