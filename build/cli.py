@@ -157,14 +157,21 @@ def invoke(
 @app.command()
 def bench(
     examples: Annotated[Optional[list[Path]], typer.Argument(help="Example folders (default: digits and minilm)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer iterations (what CI runs)")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json and the plots go")] = Path("dist/bench"),
+    quick: Annotated[bool, typer.Option("--quick", help="Few iterations (CI smoke run); BENCHMARKS.md only in --out")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, plots, BENCHMARKS.md")] = Path("dist/bench"),
 ) -> None:
-    """Benchmark slimserve against PyTorch eager and ONNX Runtime fp32, side by side."""
-    from build.bench import run_bench
+    """Run the benchmark suite side by side: model speed, size, cold start, warm overhead, load."""
+    from build.bench import bench_failed, run_bench
+    from build.config import ConfigError
+    from build.local import LocalRunError
+    from build.pipeline import GateFailed
 
-    chosen = examples or [path for path in (Path("examples/digits"), Path("examples/minilm")) if path.is_dir()]
-    run_bench(chosen, out_dir, quick=quick, console=err)
+    try:
+        results = run_bench(examples or [Path("examples/digits"), Path("examples/minilm")], out_dir, quick=quick, console=err)
+    except (ConfigError, GateFailed, LocalRunError) as exc:
+        _fail(str(exc))
+    if bench_failed(results):
+        _fail("some benchmark sections failed or saw errors: see results.json")
 
 
 # --------------------------------------------------------------------------- deploying
