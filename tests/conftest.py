@@ -53,14 +53,7 @@ def minilm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with FileLock(str(shared / "minilm-build.lock")):
         if not (out / "lambda.zip").is_file():
             shutil.rmtree(out, ignore_errors=True)
-            # onnxruntime's symbolic shape inference drops a 90 MB model copy into the working
-            # directory when it gives up on this graph: keep that out of the repository.
-            cwd = os.getcwd()
-            os.chdir(shared)
-            try:
-                run_build(MINILM, out=out, steps=Steps(), precompile_bytecode=False)
-            finally:
-                os.chdir(cwd)
+            run_build(MINILM, out=out, steps=Steps(), precompile_bytecode=False)
     return out
 
 

@@ -352,3 +352,32 @@ def test_calibration_reader_cuts_token_padding_per_sample() -> None:
     reader.trim_padding = False  # histogram calibrators (Entropy, Percentile) need one shape
     assert [feed["input_ids"].shape for feed in reader] == [(1, 5), (1, 5)]
     assert len(ArrayCalibrationReader({"x": np.zeros((10, 2))}, limit=3)) == 3
+
+
+def test_optimize_leaves_nothing_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits_build: Path) -> None:
+    """When symbolic shape inference gives up (MiniLM), onnxruntime leaves
+    sym_shape_infer_temp.onnx and a <uuid>.data file in the cwd; optimize runs it in a scratch
+    folder and retries without it."""
+    import onnxruntime.quantization.shape_inference as shape_inference
+
+    from build.compress import optimize
+
+    real = shape_inference.quant_pre_process
+    calls: list[bool] = []
+
+    def gives_up_first(source, destination, *, skip_symbolic_shape=False, **kwargs):
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:
+            Path("sym_shape_infer_temp.onnx").write_bytes(b"leftover")
+            Path("3767b9f4-0000.data").write_bytes(b"leftover")
+            raise RuntimeError("Incomplete symbolic shape inference")
+        return real(source, destination, skip_symbolic_shape=True, **kwargs)
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", gives_up_first)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    optimize(digits_build / "work" / "fp32.onnx", tmp_path / "out" / "optimized.onnx")
+    assert calls == [False, True]
+    assert (tmp_path / "out" / "optimized.onnx").is_file()
+    assert list(workdir.iterdir()) == []
