@@ -164,17 +164,8 @@ def compare(
 
 def cpu_summary() -> str:
     """What matters for int8 speed on this machine: the CPU model and its dot-product flags."""
-    import platform
+    from build.bench_common import cpu_info
 
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith(("flags", "Features")) and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"]
-    present = [flag for flag in wanted if flag in flags]
-    return f"{model} ({', '.join(present) if present else 'no AVX2/VNNI/dot-product flags'})"
+    info = cpu_info()
+    present = info["int8_flags"]
+    return f"{info['model']} ({', '.join(present) if present else 'no AVX2/VNNI/dot-product flags'})"
