@@ -143,25 +143,12 @@ def runtime_requirements(task: str, extra: Iterable[str] = ()) -> list[str]:
 
 
 def find_python(version: str) -> str | None:
-    """An interpreter for ``version`` (e.g. "3.12") on this machine, or None."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    candidates = [shutil.which(f"python{version}")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if pyenv_root.is_dir():
-        candidates += [str(path / "bin" / f"python{version}") for path in sorted(pyenv_root.glob(f"{version}.*"))]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            try:
-                output = subprocess.run(
-                    [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                    capture_output=True, text=True, timeout=30, check=True,
-                ).stdout.strip()
-            except (subprocess.SubprocessError, OSError):
-                continue
-            if output == version:
-                return candidate
-    return None
+    """An interpreter for ``version`` (e.g. "3.12") on this machine, or None (the same search
+    `slimserve local` uses: PATH, then pyenv and uv installs)."""
+    from build.local_python import find_python as find_interpreter
+
+    found = find_interpreter(version)
+    return str(found.executable) if found is not None else None
 
 
 def install_dependencies(
