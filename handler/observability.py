@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
@@ -21,9 +21,10 @@ SERVICE = "slimserve"
 LambdaHandler = Callable[[Any, Any], dict[str, Any]]
 
 
-def make_logger(level: str = "INFO") -> Logger:
+def make_logger(level: str = "INFO", *, stream: IO[str] | None = None) -> Logger:
     # Named like the app's logging.getLogger("slimserve"): the app's error logs become JSON too.
-    return Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE), level=level)
+    # Powertools configures one handler per service name, on first use (stdout by default).
+    return Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE), level=level, stream=stream)
 
 
 def make_metrics(model_name: str) -> Metrics:

@@ -3,7 +3,9 @@ start flag, and one Embedded Metric Format record per invocation."""
 
 from __future__ import annotations
 
+import io
 import json
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -21,17 +23,20 @@ class FakeContext:
 
 
 @pytest.fixture()
-def observed(lambda_handler, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    # Built inside the test's capture: Powertools' log handler binds sys.stdout when created.
+def observed(lambda_handler, monkeypatch: pytest.MonkeyPatch):
+    # Powertools configures one log handler per service name, once per process: a fresh service
+    # name and stream keep this test independent of any other Logger made in the same worker.
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "slimserve-test")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", f"slimserve-test-{uuid.uuid4().hex[:8]}")
     import aws_lambda_powertools.metrics.provider.cold_start as cold_start
 
     monkeypatch.setattr(cold_start, "is_cold_start", True)
+    logs = io.StringIO()
 
     def make():
-        return instrument(lambda_handler, logger=make_logger("INFO"), metrics=make_metrics("digits"))
+        return instrument(lambda_handler, logger=make_logger("INFO", stream=logs), metrics=make_metrics("digits"))
 
-    return make
+    return make, logs
 
 
 def records(text: str) -> list[dict]:
@@ -40,10 +45,11 @@ def records(text: str) -> list[dict]:
 
 def test_logs_and_metrics_per_invocation(observed, capsys: pytest.CaptureFixture[str]) -> None:
     event = make_event("http", "GET", "/v2/models/nope")
-    result = observed()(event, FakeContext())
+    make, log_stream = observed
+    result = make()(event, FakeContext())
     assert result["statusCode"] == 404
     lines = records(capsys.readouterr().out)
-    logs = [line for line in lines if line.get("message") == "request"]
+    logs = [line for line in records(log_stream.getvalue()) if line.get("message") == "request"]
     assert len(logs) == 1
     log = logs[0]
     assert log["correlation_id"] == event["requestContext"]["requestId"]
