@@ -81,3 +81,60 @@ def reshape_to_four(folder: Path) -> Path:
         [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}],
         [{"name": "y", "datatype": "FP32", "shape": [2, 2]}],
     )
+
+
+# --- weight edits on the digits MLP export: same fp32 function, hard to quantize -----------
+
+
+def _edit_weights(source: Path, destination: Path, edit) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    initializers = {init.name: init for init in model.graph.initializer}
+    nodes = {node.name: node for node in model.graph.node}
+
+    def get(node: str, index: int) -> np.ndarray:
+        return numpy_helper.to_array(initializers[nodes[node].input[index]]).astype(np.float64)
+
+    def put(node: str, index: int, array: np.ndarray) -> None:
+        name = nodes[node].input[index]
+        initializers[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+
+    edit(get, put)
+    onnx.save(model, str(destination))
+    return destination
+
+
+def outlier_model(source: Path, destination: Path, scale: float = 1e3) -> Path:
+    def edit(get, put):
+        w0, b0, w2 = get("/0/Gemm", 1), get("/0/Gemm", 2), get("/2/Gemm", 1)  # Gemm weights are [out, in]
+        j = int(np.argmax(np.abs(w0).sum(axis=1)))
+        w0[j] *= scale
+        b0[j] *= scale
+        w2[:, j] /= scale
+        put("/0/Gemm", 1, w0), put("/0/Gemm", 2, b0), put("/2/Gemm", 1, w2)
+
+    return _edit_weights(source, destination, edit)
+
+
+def offset_model(source: Path, destination: Path, offset: float = 1e4) -> Path:
+    def edit(get, put):
+        w4 = get("/4/Gemm", 1)
+        put("/2/Gemm", 2, get("/2/Gemm", 2) + offset)
+        put("/4/Gemm", 2, get("/4/Gemm", 2) - w4.sum(axis=1) * offset)
+
+    return _edit_weights(source, destination, edit)
+
+
+# The smallest valid slimserve.toml (an ONNX source), for config tests.
+MINIMAL_CONFIG = """
+name = "toy"
+[source]
+onnx = "model.onnx"
+[export]
+inputs = [{ name = "x", datatype = "FP32", shape = [-1, 4] }]
+outputs = [{ name = "y", datatype = "FP32", shape = [-1, 2] }]
+[validation]
+data = "data.py:heldout"
+"""

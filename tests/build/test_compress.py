@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toymodels import MINIMAL_CONFIG, offset_model, outlier_model
 
 from build.compress import CompressionError, compress, fuse_transformer, optimize
 from build.config import CompressionConfig, ConfigError, load_config
@@ -25,47 +26,6 @@ from build.evaluate import AccuracyEvaluator, Reference, load_dataset
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DIGITS = PROJECT_ROOT / "examples" / "digits"
-
-
-def _edit_weights(source: Path, destination: Path, edit) -> Path:
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    initializers = {init.name: init for init in model.graph.initializer}
-    nodes = {node.name: node for node in model.graph.node}
-
-    def get(node: str, index: int) -> np.ndarray:
-        return numpy_helper.to_array(initializers[nodes[node].input[index]]).astype(np.float64)
-
-    def put(node: str, index: int, array: np.ndarray) -> None:
-        name = nodes[node].input[index]
-        initializers[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
-
-    edit(get, put)
-    onnx.save(model, str(destination))
-    return destination
-
-
-def outlier_model(source: Path, destination: Path, scale: float = 1e3) -> Path:
-    def edit(get, put):
-        w0, b0, w2 = get("/0/Gemm", 1), get("/0/Gemm", 2), get("/2/Gemm", 1)  # Gemm weights are [out, in]
-        j = int(np.argmax(np.abs(w0).sum(axis=1)))
-        w0[j] *= scale
-        b0[j] *= scale
-        w2[:, j] /= scale
-        put("/0/Gemm", 1, w0), put("/0/Gemm", 2, b0), put("/2/Gemm", 1, w2)
-
-    return _edit_weights(source, destination, edit)
-
-
-def offset_model(source: Path, destination: Path, offset: float = 1e4) -> Path:
-    def edit(get, put):
-        w4 = get("/4/Gemm", 1)
-        put("/2/Gemm", 2, get("/2/Gemm", 2) + offset)
-        put("/4/Gemm", 2, get("/4/Gemm", 2) - w4.sum(axis=1) * offset)
-
-    return _edit_weights(source, destination, edit)
 
 
 def matmul_model(source: Path, destination: Path) -> Path:
@@ -294,16 +254,6 @@ def test_transformer_fusion_that_fuses_nothing_is_an_error(models, tmp_path: Pat
         fuse_transformer(models["fp32"], tmp_path / "fused.onnx", "bert")
 
 
-MINIMAL = """
-name = "toy"
-[source]
-onnx = "model.onnx"
-[export]
-inputs = [{ name = "x", datatype = "FP32", shape = [-1, 4] }]
-outputs = [{ name = "y", datatype = "FP32", shape = [-1, 2] }]
-[validation]
-data = "data.py:heldout"
-"""
 
 
 @pytest.mark.parametrize(
@@ -321,7 +271,7 @@ data = "data.py:heldout"
     ],
 )
 def test_config_errors(tmp_path: Path, compression: str, validation: str, message: str) -> None:
-    text = MINIMAL.replace("[validation]\n", f"[validation]\n{validation}\n") + f"[compression]\n{compression}\n"
+    text = MINIMAL_CONFIG.replace("[validation]\n", f"[validation]\n{validation}\n") + f"[compression]\n{compression}\n"
     (tmp_path / "slimserve.toml").write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
@@ -330,7 +280,7 @@ def test_config_errors(tmp_path: Path, compression: str, validation: str, messag
 
 
 def test_config_defaults_are_backwards_compatible(tmp_path: Path) -> None:
-    (tmp_path / "slimserve.toml").write_text(MINIMAL)
+    (tmp_path / "slimserve.toml").write_text(MINIMAL_CONFIG)
     config = load_config(tmp_path)
     compression = config.compression
     assert (compression.method, compression.per_channel, compression.reduce_range, compression.weight_type) == ("dynamic-int8", True, False, "int8")

@@ -5,22 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from toymodels import MINIMAL_CONFIG
 
 from build.config import ConfigError, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-MINIMAL = """
-name = "toy"
-[source]
-onnx = "model.onnx"
-[export]
-inputs = [{ name = "x", datatype = "FP32", shape = [-1, 4] }]
-outputs = [{ name = "y", datatype = "FP32", shape = [-1, 2] }]
-[validation]
-data = "data.py:heldout"
-"""
-
 
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "slimserve.toml").write_text(text)
@@ -37,7 +26,7 @@ def test_digits_example_config_loads() -> None:
 
 
 def test_defaults(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL))
+    config = load_config(write(tmp_path, MINIMAL_CONFIG))
     assert config.task == "raw"
     assert config.compression.method == "dynamic-int8"
     assert config.runtime.limits.max_body_bytes == 5 * 1024 * 1024
@@ -69,12 +58,12 @@ def test_invalid_toml(tmp_path: Path) -> None:
 )
 def test_exact_messages(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path, MINIMAL.replace(*change, 1)))
+        load_config(write(tmp_path, MINIMAL_CONFIG.replace(*change, 1)))
     assert str(caught.value).startswith(f"{tmp_path / 'slimserve.toml'} is invalid:\n")
     assert message in str(caught.value)
 
 
 def test_overrides_replace_keys(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL), {"validation.tolerance": 0.0, "compression.method": "fp16"})
+    config = load_config(write(tmp_path, MINIMAL_CONFIG), {"validation.tolerance": 0.0, "compression.method": "fp16"})
     assert config.validation.tolerance == 0.0
     assert config.compression.method == "fp16"

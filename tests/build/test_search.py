@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toymodels import outlier_model
 
 from build.config import ConfigError, load_config
 from build.evaluate import AccuracyEvaluator, Reference
@@ -19,27 +20,6 @@ from build.search import SearchFailed, lambda_threads, run_search
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DIGITS = PROJECT_ROOT / "examples" / "digits"
 FAST = {"runs": 10, "warmup": 2}
-
-
-def outlier_model(source: Path, destination: Path, scale: float = 1e3) -> Path:
-    """One hidden neuron's activation x scale, its outgoing weights / scale (same fp32 function):
-    every int8 recipe fails unless /2/Gemm stays fp32."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    initializers = {init.name: init for init in model.graph.initializer}
-    nodes = {node.name: node for node in model.graph.node}
-    w0, b0, w2 = (numpy_helper.to_array(initializers[nodes[n].input[i]]).copy() for n, i in (("/0/Gemm", 1), ("/0/Gemm", 2), ("/2/Gemm", 1)))
-    j = int(np.argmax(np.abs(w0).sum(axis=1)))
-    w0[j] *= scale
-    b0[j] *= scale
-    w2[:, j] /= scale
-    for (node, index), array in zip((("/0/Gemm", 1), ("/0/Gemm", 2), ("/2/Gemm", 1)), (w0, b0, w2)):
-        name = nodes[node].input[index]
-        initializers[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
-    onnx.save(model, str(destination))
-    return destination
 
 
 @pytest.fixture(scope="module")
