@@ -14,6 +14,7 @@ there is one), and nothing a client sends can produce a stack trace or crash the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -197,7 +198,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def _openapi_reply(document: dict[str, Any] | None, root_path: str) -> Reply:
+def _openapi_reply(path: Path, root_path: str) -> Reply:
+    document = _read_openapi(path)
     if document is None:
         raise NotFound("this bundle ships no OpenAPI document (build it with slimserve build)")
     if root_path:
@@ -205,11 +207,16 @@ def _openapi_reply(document: dict[str, Any] | None, root_path: str) -> Reply:
     return Reply.json(document)
 
 
+@functools.cache
+def _read_openapi(path: Path) -> dict[str, Any] | None:
+    # Read on the first request for it, not at init: cold start pays only for what it serves.
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None, openapi: Path | None = None) -> SlimserveApp:
     """The runtime app. ``openapi`` defaults to ``openapi.json`` beside the model's manifest."""
     service = InferenceService(model, adapter)
     openapi_path = openapi or model.model_dir / OPENAPI_FILE
-    document = json.loads(openapi_path.read_text(encoding="utf-8")) if openapi_path.is_file() else None
     title = f"slimserve: {model.name}"
 
     def infer(call: Call) -> Reply:
@@ -244,7 +251,7 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None, openap
         Route("POST", "/v2/models/{model_name}/infer", infer),
         Route("POST", "/v2/models/{model_name}/versions/{model_version}/infer", infer),
         Route("POST", "/predict", lambda call: Reply.json(service.predict(call.body))),
-        Route("GET", "/openapi.json", lambda call: _openapi_reply(document, call.root_path)),
+        Route("GET", "/openapi.json", lambda call: _openapi_reply(openapi_path, call.root_path)),
         Route(
             "GET",
             "/docs",

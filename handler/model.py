@@ -17,7 +17,6 @@ import numpy as np
 import onnxruntime as ort
 
 from handler.errors import InferenceError, ModelLoadError
-
 from handler.manifest import MANIFEST_FILE, Manifest, ManifestError, TensorSpec, load_manifest
 
 if TYPE_CHECKING:
