@@ -38,8 +38,8 @@ def build(
     no_precompile: Annotated[bool, typer.Option("--no-precompile", help="Ship sources without target .pyc")] = False,
 ) -> None:
     """Export, optimize, compress, validate (the gate), write the manifest and pack lambda.zip."""
-    from build.config import ConfigError
-    from build.pipeline import GateFailed, run_build
+    from slimserve.build.errors import ConfigError, GateFailed
+    from slimserve.build.pipeline.run import run_build
 
     overrides: dict[str, object] = {}
     if tolerance is not None:
@@ -102,7 +102,8 @@ def local(
 ) -> None:
     """Serve the built lambda.zip on 127.0.0.1 the way the stack's Lambda and API Gateway would
     (the API shape, auth, stage, limits and function settings come from the stack's template)."""
-    from build.local import LocalRunError, serve
+    from slimserve.build.errors import LocalRunError
+    from slimserve.build.local.run import serve
 
     inputs = _emulation_inputs(target, template, no_template, option, {"api": api, "auth": auth, "package": package})
     try:
@@ -130,7 +131,8 @@ def invoke(
     if (event is None) == (url is None):
         _fail("give exactly one of --event FILE or --url URL", 2)
     if event is not None:
-        from build.local import LocalRunError, invoke_event
+        from slimserve.build.errors import LocalRunError
+        from slimserve.build.local.run import invoke_event
 
         try:
             payload = json.loads(event.read_text(encoding="utf-8"))
@@ -143,7 +145,8 @@ def invoke(
             _fail(str(exc))
         out.print_json(data=result)
         return
-    from build.remote import RemoteError, call_url
+    from slimserve.build.deploy.remote import call_url
+    from slimserve.build.errors import RemoteError
 
     try:
         response = call_url(
@@ -161,10 +164,8 @@ def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, plots, BENCHMARKS.md")] = Path("dist/bench"),
 ) -> None:
     """Run the benchmark suite side by side: model speed, size, cold start, warm overhead, load."""
-    from build.bench import bench_failed, run_bench
-    from build.config import ConfigError
-    from build.local import LocalRunError
-    from build.pipeline import GateFailed
+    from slimserve.build.bench.suite import bench_failed, run_bench
+    from slimserve.build.errors import ConfigError, GateFailed, LocalRunError
 
     try:
         results = run_bench(examples or [Path("examples/digits"), Path("examples/minilm")], out_dir, quick=quick, console=err)
@@ -180,8 +181,9 @@ _OPTION_HELP = "Stack option KEY=VALUE (repeatable), e.g. api=rest auth=api_key 
 
 
 def _stack_inputs(target: Path, option: list[str], flags: dict[str, object]) -> tuple[Path, dict[str, object]]:
-    """The manifest of a built target and the stack options (build/targets.py), or exit 2."""
-    from build.targets import TargetError, stack_inputs
+    """The manifest of a built target and the stack options (build/deploy/targets.py), or exit 2."""
+    from slimserve.build.deploy.targets import stack_inputs
+    from slimserve.build.errors import TargetError
 
     try:
         return stack_inputs(target, option, flags)
@@ -191,15 +193,15 @@ def _stack_inputs(target: Path, option: list[str], flags: dict[str, object]) -> 
 
 
 def _parse_value(raw: str) -> object:
-    from build.targets import parse_value
+    from slimserve.build.deploy.targets import parse_value
 
     return parse_value(raw)
 
 
 def _cdk(action: str, target: Path, out_dir: Path, option: list[str], flags: dict[str, object], **extra: object) -> None:
-    from build import cdk
-    from handler.manifest import ManifestError
-    from infra.options import OptionsError
+    from slimserve.build.deploy import cdk
+    from slimserve.handler.manifest import ManifestError
+    from slimserve.infra.options import OptionsError
 
     manifest_path, options = _stack_inputs(target, option, flags)
     try:

@@ -13,7 +13,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from handler.manifest import Architecture, Limits, Task, TensorSpec
+from slimserve.build.errors import ConfigError
+from slimserve.handler.manifest import Architecture, Limits, Task, TensorSpec
 
 CONFIG_FILE = "slimserve.toml"
 
@@ -25,10 +26,6 @@ CalibrateMethod = Literal["MinMax", "Entropy", "Percentile"]
 # onnxruntime.transformers.optimizer model types whose fusions slimserve exposes.
 FusionModelType = Literal["bert", "bart", "gpt2", "t5", "vit", "clip"]
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
-
-
-class ConfigError(ValueError):
-    """slimserve.toml is missing or wrong; the message says where and how to fix it."""
 
 
 class _Section(BaseModel):

@@ -1,6 +1,6 @@
 """slimserve's Lambda handler: FastAPI + Mangum over one onnxruntime session.
 
-Import ``handler.main`` to load the model (Lambda's init phase); this package itself stays
+Import ``slimserve.handler.main`` to load the model (Lambda's init phase); this package itself stays
 import-free so tools can read ``__version__`` cheaply.
 """
 

@@ -3,7 +3,7 @@
 Why not FastAPI at run time: importing FastAPI alone costs about twice the whole cold-start
 floor (onnxruntime + numpy + session) on these machines, and cold start is a feature. So the
 runtime app is a small ASGI router over ``InferenceService``; FastAPI still *declares* the API
-at build time (build/openapi.py), and the OpenAPI document it renders ships beside the model
+at build time (build/pipeline/openapi.py), and the OpenAPI document it renders ships beside the model
 and is served at ``/openapi.json`` and ``/docs``. Schemathesis fuzzes this app against that
 document in CI, so the two cannot drift apart.
 
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handler.errors import MethodNotAllowed, NotFound, PayloadTooLarge, SlimserveError
-from handler.model import LoadedModel
-from handler.service import InferenceService
-from handler.tasks import TaskAdapter
+from slimserve.handler.errors import MethodNotAllowed, NotFound, PayloadTooLarge, SlimserveError
+from slimserve.handler.model import LoadedModel
+from slimserve.handler.service import InferenceService
+from slimserve.handler.tasks import TaskAdapter
 
 logger = logging.getLogger("slimserve")
 

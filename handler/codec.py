@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from handler.datatypes import V2_TO_NUMPY, v2_datatype_of
-from handler.errors import BadRequest, InferenceError, PayloadTooLarge, Unprocessable
-from handler.manifest import Limits, TensorSpec
-from handler.protocol import InferenceRequest, RequestInput
+from slimserve.handler.datatypes import V2_TO_NUMPY, v2_datatype_of
+from slimserve.handler.errors import BadRequest, InferenceError, PayloadTooLarge, Unprocessable
+from slimserve.handler.manifest import Limits, TensorSpec
+from slimserve.handler.protocol import InferenceRequest, RequestInput
 
 # Which JSON element kinds (numpy's inference of the nested lists) each datatype accepts.
 # Integers are accepted for float tensors; floats are never silently truncated to integers.

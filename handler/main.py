@@ -1,4 +1,4 @@
-"""Lambda entry point: ``handler.main.handler``.
+"""Lambda entry point: ``slimserve.handler.main.handler``.
 
 Everything heavy happens here at import, i.e. in Lambda's init phase (and inside the SnapStart
 snapshot): settings are read, the model is verified and loaded, the app is built. A model that
@@ -7,12 +7,12 @@ cannot be served raises ModelLoadError, so Lambda reports an init error with its
 
 from __future__ import annotations
 
-from handler.app import create_app
-from handler.gateway import make_lambda_handler
-from handler.model import fetch_from_s3, load_model
-from handler.observability import instrument, make_logger, make_metrics
-from handler.settings import Settings
-from handler.snapstart import register_hooks
+from slimserve.handler.app import create_app
+from slimserve.handler.gateway import make_lambda_handler
+from slimserve.handler.model import fetch_from_s3, load_model
+from slimserve.handler.observability import instrument, make_logger, make_metrics
+from slimserve.handler.settings import Settings
+from slimserve.handler.snapstart import register_hooks
 
 settings = Settings.from_env()
 logger = make_logger(settings.log_level)

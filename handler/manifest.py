@@ -81,7 +81,7 @@ class Limits(_Strict):
 class Runtime(_Strict):
     python: str = "3.12"
     architecture: Architecture = "x86_64"
-    handler: str = "handler.main.handler"
+    handler: str = "slimserve.handler.main.handler"
     memory_mb: int = 1024
     timeout_s: int = 20
     limits: Limits = Field(default_factory=Limits)

@@ -1,6 +1,6 @@
 """Load the shipped model once and run it.
 
-Loading happens at import of handler.main, i.e. in Lambda's init phase: the manifest is read,
+Loading happens at import of slimserve.handler.main, i.e. in Lambda's init phase: the manifest is read,
 the model file is checked against the sha256 the build pinned, and one InferenceSession is
 created with explicit thread counts. Anything wrong is a ModelLoadError with a clear message.
 """
@@ -16,11 +16,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from handler.errors import InferenceError, ModelLoadError
-from handler.manifest import MANIFEST_FILE, Manifest, ManifestError, TensorSpec, load_manifest
+from slimserve.handler.errors import InferenceError, ModelLoadError
+from slimserve.handler.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    TensorSpec,
+    load_manifest,
+)
 
 if TYPE_CHECKING:
-    from handler.settings import Settings
+    from slimserve.handler.settings import Settings
 
 
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -78,7 +84,7 @@ def fetch_from_s3(settings: "Settings") -> Path | None:
     on Lambda) and verify it against the pinned sha256; None when the model is in the zip."""
     if settings.model_s3 is None:
         return None
-    from handler.s3_model import S3ModelError, fetch_model
+    from slimserve.handler.s3_model import S3ModelError, fetch_model
 
     store = settings.model_s3
     destination = Path(tempfile.gettempdir()) / "slimserve" / Path(store.key).name

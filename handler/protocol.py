@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handler.manifest import Datatype
+from slimserve.handler.manifest import Datatype
 
 Parameters = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """The inference service: every endpoint's behaviour, independent of any web framework.
 
 The ASGI app (handler/app.py, what Lambda runs) and the FastAPI declaration that documents the
-API (build/openapi.py) both call these methods, so there is one implementation of the protocol.
+API (build/pipeline/openapi.py) both call these methods, so there is one implementation of the protocol.
 Every method either returns a JSON-able value / bytes or raises a SlimserveError.
 """
 
@@ -12,19 +12,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from handler import __version__
-from handler.codec import (
+from slimserve.handler import __version__
+from slimserve.handler.codec import (
     DecodedRequest,
     decode_inference_request,
     decode_request,
     encode_response,
     parse_json_object,
 )
-from handler.errors import BadRequest, NotFound, Unprocessable
-from handler.manifest import TensorSpec
-from handler.model import LoadedModel
-from handler.protocol import InferenceRequest, PredictRequest, RequestInput
-from handler.tasks import TaskAdapter, adapter_for
+from slimserve.handler.errors import BadRequest, NotFound, Unprocessable
+from slimserve.handler.manifest import TensorSpec
+from slimserve.handler.model import LoadedModel
+from slimserve.handler.protocol import InferenceRequest, PredictRequest, RequestInput
+from slimserve.handler.tasks import TaskAdapter, adapter_for
 
 SERVER_NAME = "slimserve"
 EXTENSIONS = ["binary_tensor_data"]
@@ -83,7 +83,7 @@ class InferenceService:
         """One inference on a minimal input (batch 1, free dimensions 1): primes the session."""
         import numpy as np
 
-        from handler.datatypes import V2_TO_NUMPY
+        from slimserve.handler.datatypes import V2_TO_NUMPY
 
         tensors = {}
         for spec in self.manifest.inputs:

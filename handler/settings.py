@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# The zip's root is Lambda's task root; the package lives in <root>/handler/.
-_TASK_ROOT = Path(__file__).resolve().parent.parent
+# The zip's root is Lambda's task root; this package lives in <root>/slimserve/handler/.
+_TASK_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _cpu_count() -> int:

@@ -1,4 +1,4 @@
-"""CDK app entry point: ``python -m infra.app`` (the CDK CLI runs it; see build/cdk.py).
+"""CDK app entry point: ``python -m slimserve.infra.app`` (the CDK CLI runs it; see build/deploy/cdk.py).
 
 Context:
 - ``manifest`` (required): path to ``dist/<name>/manifest.json``; lambda.zip is beside it.
@@ -14,16 +14,16 @@ from typing import Any
 
 from aws_cdk import App
 
-from handler.manifest import ManifestError, load_manifest
-from infra.nag import apply_packs
-from infra.options import (
+from slimserve.handler.manifest import ManifestError, load_manifest
+from slimserve.infra.nag import apply_packs
+from slimserve.infra.options import (
     CONTEXT_MANIFEST,
     CONTEXT_OPTIONS,
     OptionsError,
     StackOptions,
     parse_options,
 )
-from infra.stack import SlimserveStack
+from slimserve.infra.stack import SlimserveStack
 
 # The feature flags `cdk init` would write into cdk.json for aws-cdk-lib 2.275.0 (copied from
 # its recommended-feature-flags.json). Given to App(context=...) rather than kept in cdk.json

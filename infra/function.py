@@ -13,9 +13,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import nag
-from infra.image import image_context_excludes, write_dockerfile
-from infra.options import StackSettings
+from slimserve.infra import nag
+from slimserve.infra.image import image_context_excludes, write_dockerfile
+from slimserve.infra.options import StackSettings
 
 LIVE_ALIAS = "live"
 

@@ -11,10 +11,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import nag
-from infra.access_logs import HttpStageAccessLogs
-from infra.function import log_retention
-from infra.options import StackSettings
+from slimserve.infra import nag
+from slimserve.infra.access_logs import HttpStageAccessLogs
+from slimserve.infra.function import log_retention
+from slimserve.infra.options import StackSettings
 
 # One greedy route: the FastAPI app does the routing (Open Inference Protocol paths, /docs).
 PROXY_ROUTE_PATH = "/{proxy+}"

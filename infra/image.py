@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handler.manifest import Architecture
+from slimserve.handler.manifest import Architecture
 
 DOCKERFILE_NAME = "Dockerfile"
 LAMBDA_ZIP_NAME = "lambda.zip"

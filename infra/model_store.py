@@ -17,9 +17,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from infra import nag
-from infra.function import ModelObject, log_retention
-from infra.options import MAX_EPHEMERAL_MB, OptionsError, StackSettings
+from slimserve.infra import nag
+from slimserve.infra.function import ModelObject, log_retention
+from slimserve.infra.options import MAX_EPHEMERAL_MB, OptionsError, StackSettings
 
 ACCESS_LOG_RETENTION_DAYS = 365
 NONCURRENT_VERSION_RETENTION_DAYS = 90

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from handler.manifest import Architecture, Manifest
+from slimserve.handler.manifest import Architecture, Manifest
 
 # CDK context keys the app reads (``cdk synth -c manifest=... -c options=<json>``).
 CONTEXT_MANIFEST = "manifest"

@@ -11,12 +11,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from handler.manifest import Datatype
-from infra import nag
-from infra.access_logs import rest_api_format
-from infra.function import log_retention
-from infra.options import StackSettings
-from infra.waf import RestApiWebAcl
+from slimserve.handler.manifest import Datatype
+from slimserve.infra import nag
+from slimserve.infra.access_logs import rest_api_format
+from slimserve.infra.function import log_retention
+from slimserve.infra.options import StackSettings
+from slimserve.infra.waf import RestApiWebAcl
 
 STAGE_NAME = "prod"
 

@@ -7,8 +7,8 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra import nag
-from infra.options import RolloutType
+from slimserve.infra import nag
+from slimserve.infra.options import RolloutType
 
 DEPLOYMENT_CONFIGS: dict[RolloutType, codedeploy.ILambdaDeploymentConfig] = {
     "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,

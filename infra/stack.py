@@ -7,14 +7,14 @@ from pathlib import Path
 from aws_cdk import Annotations, CfnOutput, Stack, Tags
 from constructs import Construct
 
-from handler.manifest import Manifest
-from infra.alarms import ServiceAlarms, create_alarms
-from infra.function import InferenceFunction
-from infra.http_api import HttpApiFront
-from infra.model_store import ModelStore
-from infra.options import StackOptions, StackSettings, resolve_settings
-from infra.rest_api import RestApiFront
-from infra.rollout import create_deployment_group
+from slimserve.handler.manifest import Manifest
+from slimserve.infra.alarms import ServiceAlarms, create_alarms
+from slimserve.infra.function import InferenceFunction
+from slimserve.infra.http_api import HttpApiFront
+from slimserve.infra.model_store import ModelStore
+from slimserve.infra.options import StackOptions, StackSettings, resolve_settings
+from slimserve.infra.rest_api import RestApiFront
+from slimserve.infra.rollout import create_deployment_group
 
 ANONYMOUS_WARNING_ID = "slimserve:anonymous-api"
 

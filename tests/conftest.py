@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DIGITS = PROJECT_ROOT / "examples" / "digits"
-MINILM = PROJECT_ROOT / "examples" / "minilm"
+from repo import REPO_ROOT
+
+DIGITS = REPO_ROOT / "examples" / "digits"
+MINILM = REPO_ROOT / "examples" / "minilm"
 
 
 @pytest.fixture(scope="session")
 def digits_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dist folder of a full `slimserve build examples/digits` (model, manifest, lambda.zip)."""
-    from build.pipeline import run_build
-    from build.progress import Steps
+    from slimserve.build.pipeline.progress import Steps
+    from slimserve.build.pipeline.run import run_build
 
     # Under xdist every worker has its own basetemp inside the session's; share the parent.
     base = tmp_path_factory.getbasetemp()
@@ -41,8 +42,8 @@ def minilm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest, lambda.zip; work/ keeps fp32.onnx). 1-2.5 minutes on 2 cores: built once per
     session, shared by xdist workers through a file lock (the MiniLM tests also share an
     xdist_group); .pyc precompilation is skipped (the digits build covers it)."""
-    from build.pipeline import run_build
-    from build.progress import Steps
+    from slimserve.build.pipeline.progress import Steps
+    from slimserve.build.pipeline.run import run_build
 
     # Nothing in the build may reach the Hugging Face hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,21 +71,21 @@ def heldout() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def digits_model(digits_build: Path):
-    from handler.model import load_model
+    from slimserve.handler.model import load_model
 
     return load_model(digits_build, intra_op_threads=1)
 
 
 @pytest.fixture(scope="session")
 def digits_app(digits_model):
-    from handler.app import create_app
+    from slimserve.handler.app import create_app
 
     return create_app(digits_model)
 
 
 @pytest.fixture(scope="session")
 def lambda_handler(digits_app):
-    from handler.gateway import make_lambda_handler
+    from slimserve.handler.gateway import make_lambda_handler
 
     return make_lambda_handler(digits_app)
 

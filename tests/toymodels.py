@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from build.bundle import sha256_file
-from handler.manifest import MANIFEST_SCHEMA, Manifest
+from slimserve.build.pipeline.bundle import sha256_file
+from slimserve.handler.manifest import MANIFEST_SCHEMA, Manifest
 
 # V2 datatype -> ONNX element type, for every type onnxruntime's CPU Identity supports.
 ONNX_TYPES = {

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from build.cli import _parse_value, _stack_inputs, app
+from slimserve.build.cli import _parse_value, _stack_inputs, app
 
 runner = CliRunner()
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_command_has_help() -> None:
@@ -48,9 +47,9 @@ def test_stack_options_merge_file_then_option_then_flag(tmp_path: Path, digits_b
     example = tmp_path / "digits"
     example.mkdir()
     (example / "slimserve.toml").write_text('name = "digits"\n[deploy]\napi = "rest"\nauth = "api_key"\nwaf = true\n')
-    dist = tmp_path / "dist" / "digits"
+    dist = example / "dist" / "digits"
     shutil.copytree(digits_build, dist)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir("/")
     manifest, options = _stack_inputs(example, ["waf=false", "memory_mb=2048"], {"auth": None, "package": "s3"})
     assert manifest == dist / "manifest.json"
     assert options == {"api": "rest", "auth": "api_key", "waf": False, "memory_mb": 2048, "package": "s3"}

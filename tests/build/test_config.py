@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from slimserve.build.config import load_config
+from slimserve.build.errors import ConfigError
+
+from repo import REPO_ROOT
 from toymodels import MINIMAL_CONFIG
 
-from build.config import ConfigError, load_config
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "slimserve.toml").write_text(text)
@@ -17,12 +19,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_digits_example_config_loads() -> None:
-    config = load_config(PROJECT_ROOT / "examples" / "digits")
+    config = load_config(REPO_ROOT / "examples" / "digits")
     assert config.name == "digits"
     assert config.compression.method == "dynamic-int8" and config.compression.per_channel
     assert config.validation.tolerance == 0.01
     assert config.runtime.python == "3.12" and config.runtime.architecture == "x86_64"
-    assert config.path("model.py") == PROJECT_ROOT / "examples" / "digits" / "model.py"
+    assert config.path("model.py") == REPO_ROOT / "examples" / "digits" / "model.py"
 
 
 def test_defaults(tmp_path: Path) -> None:

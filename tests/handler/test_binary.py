@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+
 from eventkit import make_event
 
 

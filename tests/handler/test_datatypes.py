@@ -8,11 +8,12 @@ import struct
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from toymodels import ONNX_TYPES, identity_all_types
 
-from handler.app import create_app
-from handler.datatypes import V2_TO_NUMPY
-from handler.model import load_model
+from slimserve.handler.app import create_app
+from slimserve.handler.datatypes import V2_TO_NUMPY
+from slimserve.handler.model import load_model
+
+from toymodels import ONNX_TYPES, identity_all_types
 
 SAMPLES = {
     "BOOL": [[True, False], [False, True]],

@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+
 from eventkit import load_event, make_event
 
 KINDS = ["rest", "http", "http-stage", "function-url", "alb"]

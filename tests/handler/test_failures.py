@@ -7,10 +7,11 @@ import logging
 
 import pytest
 from fastapi.testclient import TestClient
-from toymodels import reshape_to_four
 
-from handler.app import create_app
-from handler.model import load_model
+from slimserve.handler.app import create_app
+from slimserve.handler.model import load_model
+
+from toymodels import reshape_to_four
 
 
 @pytest.fixture(scope="module")

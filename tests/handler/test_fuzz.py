@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from repo import REPO_ROOT
+
 CASES: Counter[str] = Counter()
-REPORT = Path(__file__).resolve().parents[2] / ".cache" / "reports" / "schemathesis.json"
+REPORT = REPO_ROOT / ".cache" / "reports" / "schemathesis.json"
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
-from eventkit import make_event
 
-CORPUS = json.loads((Path(__file__).resolve().parents[1] / "hostile" / "corpus.json").read_text())
+from eventkit import make_event
+from repo import TESTS_DIR
+
+CORPUS = json.loads((TESTS_DIR / "hostile" / "corpus.json").read_text())
 
 
 def body_bytes(case: dict) -> bytes | None:

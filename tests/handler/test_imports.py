@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from repo import REPO_ROOT
+
 # fastapi/starlette: the runtime app is a lean ASGI router (FastAPI's import alone is ~2x the
 # cold-start floor); FastAPI only declares the API at build time.
 FORBIDDEN = (
@@ -18,7 +20,7 @@ FORBIDDEN = (
 
 def test_handler_main_imports_nothing_heavy(digits_build: Path) -> None:
     code = (
-        "import sys, json; import handler.main; "
+        "import sys, json; import slimserve.handler.main; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     env = {**os.environ, "SLIMSERVE_MODEL_DIR": str(digits_build), "SLIMSERVE_THREADS": "1"}
@@ -29,7 +31,7 @@ def test_handler_main_imports_nothing_heavy(digits_build: Path) -> None:
 
 
 def test_handler_sources_never_import_build_or_infra() -> None:
-    root = Path(__file__).resolve().parents[2] / "handler"
+    root = REPO_ROOT / "handler"
     for path in root.glob("*.py"):
         text = path.read_text()
         for room in ("build", "infra", "torch"):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from handler.errors import ModelLoadError
-from handler.model import load_model, session_options
+from slimserve.handler.errors import ModelLoadError
+from slimserve.handler.model import load_model, session_options
 
 
 @pytest.fixture()
@@ -36,7 +36,7 @@ def test_tampered_model_is_refused(model_dir: Path) -> None:
 
 
 def test_corrupted_model_with_matching_hash_is_refused_by_onnxruntime(model_dir: Path) -> None:
-    from build.bundle import sha256_file
+    from slimserve.build.pipeline.bundle import sha256_file
 
     (model_dir / "model.onnx").write_bytes(b"this is not an onnx model")
     manifest = json.loads((model_dir / "manifest.json").read_text())
@@ -65,7 +65,7 @@ def test_missing_and_invalid_manifest(model_dir: Path) -> None:
 
 
 def test_manifest_inputs_must_match_the_model(model_dir: Path) -> None:
-    from handler.app import create_app
+    from slimserve.handler.app import create_app
 
     manifest = json.loads((model_dir / "manifest.json").read_text())
     manifest["inputs"][0]["name"] = "image"
@@ -76,7 +76,7 @@ def test_manifest_inputs_must_match_the_model(model_dir: Path) -> None:
 
 
 def test_files_beside_the_model_are_pinned_too(model_dir: Path) -> None:
-    from build.bundle import sha256_file
+    from slimserve.build.pipeline.bundle import sha256_file
 
     (model_dir / "tokenizer.json").write_text('{"version": "1.0"}')
     manifest = json.loads((model_dir / "manifest.json").read_text())

@@ -9,9 +9,10 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from eventkit import make_event
 
-from handler.observability import instrument, make_logger, make_metrics
+from slimserve.handler.observability import instrument, make_logger, make_metrics
+
+from eventkit import make_event
 
 
 @dataclass

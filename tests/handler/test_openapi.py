@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from build.openapi import render
+from slimserve.build.pipeline.openapi import render
 
-COMMITTED = Path(__file__).resolve().parents[2] / "openapi.json"
+from repo import REPO_ROOT
+
+COMMITTED = REPO_ROOT / "openapi.json"
 SERVED_BY_APP_ONLY = {("GET", "/openapi.json"), ("GET", "/docs")}
 
 

@@ -1,4 +1,4 @@
-"""handler.s3_model against a real S3 API: moto in server mode on 127.0.0.1 (no AWS)."""
+"""slimserve.handler.s3_model against a real S3 API: moto in server mode on 127.0.0.1 (no AWS)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from handler.s3_model import S3ModelError, fetch_model
+from slimserve.handler.s3_model import S3ModelError, fetch_model
+
+from repo import REPO_ROOT
 
 MODEL = b"onnx model bytes " * 1000
 MODEL_SHA256 = hashlib.sha256(MODEL).hexdigest()
@@ -166,7 +168,7 @@ def test_a_malformed_pin_is_rejected_before_any_download(pin: str, tmp_path: Pat
 
 def test_importing_the_module_does_not_import_boto3() -> None:
     # A zip-packaged model must not pay boto3's import time at cold start.
-    code = "import sys, json, handler.s3_model; print(json.dumps('boto3' in sys.modules))"
+    code = "import sys, json, slimserve.handler.s3_model; print(json.dumps('boto3' in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -180,13 +182,13 @@ def test_importing_the_module_does_not_import_boto3() -> None:
 def _run_handler_main(model_dir: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = (
         "import json, sys; sys.path.insert(0, 'tests'); from eventkit import load_event; "
-        "import handler.main as main; "
+        "import slimserve.handler.main as main; "
         "result = main.asgi_handler(load_event('infer-digits.json'), None); "
         "print('RESULT ' + json.dumps(result))"
     )
     env = {**os.environ, "SLIMSERVE_MODEL_DIR": str(model_dir), "SLIMSERVE_THREADS": "1", **env_extra}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2]
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT
     )
 
 
@@ -229,7 +231,7 @@ def test_handler_refuses_a_corrupted_s3_model_at_init(s3_model_dir: tuple[Path, 
 
 
 def test_handler_needs_all_three_s3_settings(s3_model_dir: tuple[Path, dict[str, str]]) -> None:
-    from handler.settings import Settings, SettingsError
+    from slimserve.handler.settings import Settings, SettingsError
 
     _, env = s3_model_dir
     partial = {k: v for k, v in env.items() if k != "SLIMSERVE_MODEL_S3_SHA256"}

@@ -7,8 +7,8 @@ import random
 import pytest
 import snapshot_restore_py
 
-from handler.service import InferenceService
-from handler.snapstart import register_hooks
+from slimserve.handler.service import InferenceService
+from slimserve.handler.snapstart import register_hooks
 
 
 @pytest.fixture()

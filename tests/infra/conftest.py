@@ -21,7 +21,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import pytest
 
-from handler.manifest import Limits, Manifest, ModelFile, Runtime, TensorSpec
+from slimserve.handler.manifest import Limits, Manifest, ModelFile, Runtime, TensorSpec
 
 MODEL_BYTES = b"not really onnx, but bytes with a hash " * 64
 
@@ -35,7 +35,7 @@ class NagAck:
 
 @dataclass
 class Synthesized:
-    stack: Any  # infra.stack.SlimserveStack
+    stack: Any  # slimserve.infra.stack.SlimserveStack
     template: Any  # aws_cdk.assertions.Template
     template_json: dict[str, Any]
     template_path: Path
@@ -87,8 +87,8 @@ def write_bundle(
     bundle_dir.mkdir(parents=True, exist_ok=True)
     (bundle_dir / "model.onnx").write_bytes(model)
     with zipfile.ZipFile(bundle_dir / "lambda.zip", "w") as bundle:
-        bundle.writestr("handler/__init__.py", "")
-        bundle.writestr("handler/main.py", "def handler(event, context):\n    return {}\n")
+        bundle.writestr("slimserve/handler/__init__.py", "")
+        bundle.writestr("slimserve/handler/main.py", "def handler(event, context):\n    return {}\n")
     manifest = Manifest(
         name=name,
         model=ModelFile(
@@ -126,9 +126,9 @@ def synth(
     """synth(options, **manifest_fields) -> Synthesized. Raises if cdk-nag finds anything open."""
     from aws_cdk.assertions import Template
 
-    from infra import nag
-    from infra.app import build_app
-    from infra.options import parse_options
+    from slimserve.infra import nag
+    from slimserve.infra.app import build_app
+    from slimserve.infra.options import parse_options
 
     recorded: list[NagAck] = []
     real_acknowledge = nag.acknowledge

@@ -1,4 +1,4 @@
-"""build/cdk.py: the wrappers around the pinned CDK CLI (unit tests, then end to end)."""
+"""build/deploy/cdk.py: the wrappers around the pinned CDK CLI (unit tests, then end to end)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from build import cdk
-from infra.options import OptionsError, StackOptions, parse_options
+from slimserve.build.deploy import cdk
+from slimserve.infra.options import OptionsError, StackOptions, parse_options
 
 PACKAGE_JSON = cdk.PROJECT_ROOT / "package.json"
 PACKAGE_LOCK = cdk.PROJECT_ROOT / "package-lock.json"
@@ -111,7 +111,7 @@ def test_synth_passes_manifest_and_options_as_context(
     assert template == (tmp_path / "out" / "slimserve-digits.template.json")
     ((args, env),) = cli_calls
     assert args[:2] == ["synth", "--quiet"]
-    assert args[args.index("--app") + 1].endswith(" -m infra.app")
+    assert args[args.index("--app") + 1].endswith(" -m slimserve.infra.app")
     contexts = [args[i + 1] for i, arg in enumerate(args) if arg == "--context"]
     assert contexts == [f"manifest={manifest.resolve()}", 'options={"api":"rest"}']
     assert "AWS_EC2_METADATA_DISABLED" in env
@@ -160,7 +160,7 @@ def test_synth_end_to_end_offline_with_full_validation(
 
     template = json.loads(template_path.read_text())
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    assert functions[0]["Properties"]["Handler"] == "handler.main.handler"
+    assert functions[0]["Properties"]["Handler"] == "slimserve.handler.main.handler"
     report = json.loads((tmp_path / "cdk.out" / "validation-report.json").read_text())
     conclusions = {p["pluginName"]: p["conclusion"] for p in report["pluginReports"]}
     assert conclusions["AwsSolutions"] == conclusions["Serverless"] == "success"
@@ -191,7 +191,7 @@ def test_a_failing_cli_is_a_cdk_error(tmp_path: Path) -> None:
 def test_the_app_refuses_to_run_without_a_manifest() -> None:
     env = {k: v for k, v in cdk._offline_env().items() if not k.startswith("CDK_CONTEXT")}
     result = subprocess.run(
-        [sys.executable, "-m", "infra.app"],
+        [sys.executable, "-m", "slimserve.infra.app"],
         cwd=cdk.PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -70,7 +70,7 @@ def test_synth_is_clean_under_cdk_nag_and_cfn_lint(
 def test_the_matrix_covers_every_choice() -> None:
     from typing import get_args
 
-    from infra.options import ApiType, AuthMode, PackageType
+    from slimserve.infra.options import ApiType, AuthMode, PackageType
 
     ids = [param.id for param in MATRIX]
     assert len(ids) == len(set(ids)) == 36

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra import nag
+from slimserve.infra import nag
 
 Synth = Callable[..., Any]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from handler.manifest import load_manifest
-from infra.options import (
+from slimserve.handler.manifest import load_manifest
+from slimserve.infra.options import (
     LOG_RETENTION_DAYS,
     OptionsError,
     StackOptions,
@@ -142,7 +142,7 @@ def test_settings_come_from_the_manifest_unless_overridden(
 
     settings = resolve_settings(manifest, StackOptions())
     assert (settings.memory_mb, settings.timeout_s, settings.architecture) == (2048, 15, "arm64")
-    assert (settings.python, settings.handler) == ("3.12", "handler.main.handler")
+    assert (settings.python, settings.handler) == ("3.12", "slimserve.handler.main.handler")
     assert settings.stack_name == "slimserve-digits"
     assert settings.snapstart is True
     assert settings.ephemeral_mb == 512
@@ -255,6 +255,6 @@ def test_stack_names_are_valid_cloudformation_names() -> None:
 
 
 def test_every_allowed_retention_maps_to_its_own_cdk_value() -> None:
-    from infra.function import log_retention
+    from slimserve.infra.function import log_retention
 
     assert len({log_retention(days) for days in LOG_RETENTION_DAYS}) == len(LOG_RETENTION_DAYS)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.access_logs import HTTP_API_FIELDS
+from slimserve.infra.access_logs import HTTP_API_FIELDS
 
 Synth = Callable[..., Any]
 
@@ -27,7 +27,7 @@ def test_function_comes_from_the_manifest(default: Any) -> None:
             "Architectures": ["x86_64"],
             "MemorySize": 2048,
             "Timeout": 15,
-            "Handler": "handler.main.handler",
+            "Handler": "slimserve.handler.main.handler",
             "PackageType": Match.absent(),
             "Environment": {"Variables": {"SLIMSERVE_THREADS": "1"}},
             "TracingConfig": {"Mode": "Active"},

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.access_logs import REST_API_FIELDS
-from infra.image import base_image
-from infra.options import OptionsError
-from infra.rest_api import INFER_PATHS, PROXY_PATHS
+from slimserve.infra.access_logs import REST_API_FIELDS
+from slimserve.infra.image import base_image
+from slimserve.infra.options import OptionsError
+from slimserve.infra.rest_api import INFER_PATHS, PROXY_PATHS
 
 Synth = Callable[..., Any]
 
@@ -417,7 +417,7 @@ def test_image_package_is_a_docker_image_function_built_at_deploy(
 
     dockerfile = (tmp_path / "dist" / "digits" / "Dockerfile").read_text()
     assert dockerfile.splitlines()[1] == f"FROM {base_image('3.13', 'arm64')}"
-    assert 'CMD ["handler.main.handler"]' in dockerfile
+    assert 'CMD ["slimserve.handler.main.handler"]' in dockerfile
 
     # Synth staged the build context (Dockerfile + lambda.zip only) and built nothing.
     assets = json.loads(

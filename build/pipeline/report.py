@@ -1,0 +1,91 @@
+"""report.md (for people) and report.png (sizes and the gate's metric, at a glance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from slimserve.build.gate.validate import GateResult
+
+
+def _mb(value: int) -> str:
+    return f"{value / (1024 * 1024):.2f} MB" if value >= 1024 * 1024 else f"{value / 1024:.1f} KB"
+
+
+def write_report(
+    path: Path,
+    *,
+    name: str,
+    gate: GateResult,
+    sizes: dict[str, int],
+    compression: dict[str, Any],
+    settings: dict[str, Any],
+    bundle: dict[str, Any] | None,
+    timings: dict[str, float],
+    plot: str | None,
+) -> Path:
+    verdict = "PASSED" if gate.passed else "FAILED"
+    lines = [
+        f"# slimserve build report: {name}",
+        "",
+        f"**Accuracy gate: {verdict}** on {gate.samples} held-out samples.",
+        "",
+        "## Gate",
+        "",
+        "| check | value | threshold | result |",
+        "|---|---|---|---|",
+    ]
+    for check in gate.checks:
+        result = "ok" if check.passed else f"missed by {abs(check.value - check.threshold):.4g}"
+        lines.append(f"| {check.name} | {check.value:.6g} | {check.comparison} {check.threshold:.6g} | {result} |")
+    lines += ["", "## Metrics", "", "| metric | original | shipped |", "|---|---|---|"]
+    lines.append(f"| {gate.metric} | {gate.reference:.4f} | {gate.candidate:.4f} |")
+    for key, value in gate.extra.items():
+        if isinstance(value, float):
+            lines.append(f"| {key} | | {value:.6g} |")
+    lines += ["", "## Sizes", "", "| artefact | size |", "|---|---|"]
+    for key, value in sizes.items():
+        lines.append(f"| {key} | {_mb(value)} |")
+    if sizes.get("reference_bytes") and sizes.get("model_bytes"):
+        lines.append(f"| shipped / fp32 | {sizes['model_bytes'] / sizes['reference_bytes']:.1%} |")
+    if bundle:
+        lines += [
+            f"| lambda.zip zipped | {_mb(int(bundle['zipped_bytes']))} (limit 50 MB direct upload) |",
+            f"| lambda.zip unzipped | {_mb(int(bundle['unzipped_bytes']))} (limit 250 MB) |",
+        ]
+    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    for key, value in {**{f"compression.{k}": v for k, v in compression.items()}, **settings}.items():
+        lines.append(f"| {key} | `{value}` |")
+    if timings:
+        lines += ["", "## Step timings", "", "| step | seconds |", "|---|---|"]
+        lines += [f"| {step} | {seconds:.2f} |" for step, seconds in timings.items()]
+    if plot:
+        lines += ["", f"![sizes and accuracy]({plot})"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_plot(path: Path, *, name: str, gate: GateResult, sizes: dict[str, int]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (size_axis, metric_axis) = plt.subplots(1, 2, figsize=(9, 3.6))
+    labels = ["fp32 ONNX", "shipped"]
+    values = [sizes["reference_bytes"] / 1024, sizes["model_bytes"] / 1024]
+    bars = size_axis.bar(labels, values, color=["#999999", "#2a7ab0"])
+    size_axis.bar_label(bars, fmt="%.0f KB")
+    size_axis.set_ylabel("model size (KB)")
+    size_axis.set_title("size")
+    metric_values = [gate.reference, gate.candidate]
+    bars = metric_axis.bar(["original", "shipped"], metric_values, color=["#999999", "#2a7ab0" if gate.passed else "#c0392b"])
+    metric_axis.bar_label(bars, fmt="%.4f")
+    low = min(metric_values) - max(0.02, gate.tolerance * 2)
+    metric_axis.set_ylim(max(0.0, low), 1.0 + 0.005)
+    metric_axis.set_title(f"{gate.metric} ({'passed' if gate.passed else 'FAILED'})")
+    figure.suptitle(f"slimserve: {name}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,228 @@
+"""``slimserve build``: train? -> export -> optimize -> compress -> validate (gate) -> manifest
+-> bundle -> report. Each step is a function in its own module; this one only sequences them,
+shows progress and guarantees that a failed build leaves nothing that looks valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slimserve.build import paths
+from slimserve.build.compression.auto import compress_and_gate, prepare_source
+from slimserve.build.config import BuildConfig, load_config
+from slimserve.build.errors import ConfigError, GateFailed
+from slimserve.build.gate.evaluate import evaluator_for
+from slimserve.build.gate.reference import Reference
+from slimserve.build.gate.validate import GateResult
+from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
+from slimserve.build.pipeline.openapi import render_for as render_openapi
+from slimserve.build.pipeline.progress import Steps
+from slimserve.build.pipeline.report import write_plot, write_report
+from slimserve.build.pipeline.source import load_callable, load_torch_model, resolve_weights
+from slimserve.handler.app import OPENAPI_FILE
+from slimserve.handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
+from slimserve.handler.model import load_model
+
+MODEL_FILE = "model.onnx"
+ZIP_FILE = "lambda.zip"
+REPORT_FILE = "report.md"
+PLOT_FILE = "report.png"
+WORK_DIR = "work"
+REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
+# What a successful build leaves; all of it is removed first and on failure.
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE)
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: Manifest
+    gate: GateResult
+    bundle: BundleReport | None
+
+
+def default_out(config: BuildConfig) -> Path:
+    return paths.dist_dir(config.root, config.name)
+
+
+def api_inputs(config: BuildConfig) -> list[TensorSpec]:
+    """What the API takes: the model's inputs, or text for the embedding task."""
+    if config.task == "embedding":
+        from slimserve.build.gate.embedding import api_inputs as embedding_inputs
+
+        return embedding_inputs(config)
+    return list(config.export.inputs)
+
+
+def extra_model_files(config: BuildConfig) -> dict[str, Path]:
+    """Files the handler needs beside the model (e.g. the tokenizer), by name in model/."""
+    if config.task == "embedding":
+        from slimserve.build.gate.embedding import extra_model_files as embedding_files
+
+        return embedding_files(config)
+    return {}
+
+
+def api_outputs(config: BuildConfig) -> list[TensorSpec]:
+    """What the API returns: the model's outputs plus the task's extras."""
+    if config.task == "embedding":
+        from slimserve.build.gate.embedding import api_outputs as embedding_outputs
+
+        return embedding_outputs(config)
+    outputs = list(config.export.outputs)
+    if config.task == "classification":
+        outputs += [
+            TensorSpec(name="label", datatype="BYTES", shape=[-1, -1]),
+            TensorSpec(name="score", datatype="FP32", shape=[-1, -1]),
+        ]
+    return outputs
+
+
+def _remove_outputs(out: Path) -> None:
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+
+
+def run_build(
+    folder: Path,
+    *,
+    out: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    steps: Steps | None = None,
+    precompile_bytecode: bool = True,
+) -> BuildResult:
+    steps = steps or Steps()
+    config = load_config(folder, overrides)
+    out = (out or default_out(config)).resolve()
+    work = out / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    _remove_outputs(out)
+    try:
+        return _build(config, out, work, steps, precompile_bytecode)
+    except BaseException:
+        _remove_outputs(out)
+        raise
+
+
+def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_bytecode: bool) -> BuildResult:
+    source = config.source
+    fp32_path = work / REFERENCE_FILE
+    torch_model = None
+    input_names = [spec.name for spec in config.export.inputs]
+
+    if source.module is not None:
+        assert source.weights is not None
+        weights = resolve_weights(config)  # in the example folder, or "package:<name>/<path>"
+        if not weights.is_file():
+            if source.train is None:
+                raise ConfigError(f"weights file {weights} not found and no source.train given")
+            with steps.step("train", f"{source.train} (weights file missing)"):
+                load_callable(config, source.train, "source.train")()
+        with steps.step("export", f"PyTorch -> ONNX opset {config.export.opset}"):
+            from slimserve.build.pipeline.export import export_onnx
+
+            torch_model = load_torch_model(config)
+            export_onnx(torch_model, config.export, fp32_path)
+    else:
+        assert source.onnx is not None
+        with steps.step("load", f"ONNX model {source.onnx} (export skipped)"):
+            onnx_source = config.path(source.onnx)
+            if not onnx_source.is_file():
+                raise ConfigError(f"source.onnx file not found: {onnx_source}")
+            shutil.copyfile(onnx_source, fp32_path)
+
+    reference = Reference(fp32_path, torch_model, input_names)
+    source_model, model_changes, model_sections = fp32_path, {}, []
+    if config.prune is not None or config.distill is not None:
+        what = "prune" if config.prune is not None else "distill"
+        detail = (
+            f"{config.prune.method}, sparsity {config.prune.sparsity:g}"
+            if config.prune is not None
+            else f"student {config.distill.student} on {config.distill.data}"
+        )
+        with steps.step(what, detail):
+            source_model, model_changes, model_sections = prepare_source(config, reference, work, log=steps.log)
+    with steps.step("reference", f"original model's outputs on held-out data ({config.validation.data})"):
+        evaluator = evaluator_for(config, reference)
+    outcome = compress_and_gate(config, reference, evaluator, source_model, work, steps)
+    compressed_path, gate = outcome.path, outcome.gate
+    applied = {**outcome.applied, **model_changes}
+    outcome.sections[:0] = model_sections
+
+    sizes = {"reference_bytes": fp32_path.stat().st_size, "model_bytes": compressed_path.stat().st_size}
+    settings = {
+        "task": config.task,
+        "runtime.python": config.runtime.python,
+        "runtime.architecture": config.runtime.architecture,
+        "validation.metric": config.validation.metric,
+        "validation.tolerance": config.validation.tolerance,
+    }
+    if not gate.passed:
+        plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+        write_report(
+            out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
+            settings=settings, bundle=None, timings=steps.timings, plot=plot.name,
+        )
+        outcome.append_to_report(out / REPORT_FILE)
+        raise outcome.failure or GateFailed(gate)
+
+    model_path = out / MODEL_FILE
+    shutil.copyfile(compressed_path, model_path)
+    extra_files: dict[str, Path] = {}
+    for name, path in extra_model_files(config).items():
+        shutil.copyfile(path, out / name)
+        extra_files[name] = out / name
+    manifest = Manifest(
+        schema=MANIFEST_SCHEMA,
+        name=config.name,
+        version=config.version,
+        task=config.task,
+        model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+        files={name: sha256_file(path) for name, path in extra_files.items()},
+        inputs=api_inputs(config),
+        outputs=api_outputs(config),
+        labels=config.labels,
+        task_options=config.task_options,
+        compression=applied,
+        validation=gate.to_manifest(),
+        sizes=sizes,
+        runtime=Runtime(
+            python=config.runtime.python,
+            architecture=config.runtime.architecture,
+            memory_mb=config.runtime.memory_mb,
+            timeout_s=config.runtime.timeout_s,
+            limits=config.runtime.limits,
+        ),
+    )
+    manifest_path = out / MANIFEST_FILE
+    manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path, **extra_files}
+    # The API contract for this model, rendered by FastAPI here (build time) and served by the
+    # handler at /openapi.json and /docs.
+    openapi_path = out / OPENAPI_FILE
+    openapi_path.write_text(render_openapi(load_model(out, intra_op_threads=1)), encoding="utf-8")
+    model_files[OPENAPI_FILE] = openapi_path
+
+    with steps.step("bundle", f"lambda.zip for Python {config.runtime.python} {config.runtime.architecture}"):
+        bundle = build_zip(
+            out / ZIP_FILE,
+            model_files=model_files,
+            task=config.task,
+            python=config.runtime.python,
+            architecture=config.runtime.architecture,
+            extra_requirements=config.runtime.extra_requirements,
+            precompile_bytecode=precompile_bytecode,
+            log=steps.log,
+        )
+        steps.log(bundle.summary())
+
+    plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+    write_report(
+        out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied, settings=settings,
+        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name,
+    )
+    outcome.append_to_report(out / REPORT_FILE)
+    return BuildResult(out=out, manifest=manifest, gate=gate, bundle=bundle)
