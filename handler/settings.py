@@ -11,6 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from slimserve.handler.constants import (
+    ENV_LOG_LEVEL,
+    ENV_MODEL_DIR,
+    ENV_MODEL_S3_REQUIRED,
+    ENV_MODEL_S3_VERSION,
+    ENV_THREADS,
+)
+
 # The zip's root is Lambda's task root; this package lives in <root>/slimserve/handler/.
 _TASK_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -66,22 +74,22 @@ class Settings:
     ) -> "Settings":
         env = os.environ if environ is None else environ
         if model_dir is None:
-            model_dir = Path(env.get("SLIMSERVE_MODEL_DIR") or _TASK_ROOT / "model")
+            model_dir = Path(env.get(ENV_MODEL_DIR) or _TASK_ROOT / "model")
         if intra_op_threads is None:
-            raw = env.get("SLIMSERVE_THREADS")
+            raw = env.get(ENV_THREADS)
             intra_op_threads = (
-                _positive_int("SLIMSERVE_THREADS", raw) if raw else min(_cpu_count(), 4)
+                _positive_int(ENV_THREADS, raw) if raw else min(_cpu_count(), 4)
             )
         return cls(
             model_dir=Path(model_dir),
             intra_op_threads=intra_op_threads,
-            log_level=env.get("SLIMSERVE_LOG_LEVEL", "INFO").upper(),
+            log_level=env.get(ENV_LOG_LEVEL, "INFO").upper(),
             model_s3=_s3_model(env),
         )
 
 
 def _s3_model(env: Mapping[str, str]) -> S3Model | None:
-    names = ("SLIMSERVE_MODEL_S3_BUCKET", "SLIMSERVE_MODEL_S3_KEY", "SLIMSERVE_MODEL_S3_SHA256")
+    names = ENV_MODEL_S3_REQUIRED
     values = [env.get(name) for name in names]
     if not any(values):
         return None
@@ -89,4 +97,4 @@ def _s3_model(env: Mapping[str, str]) -> S3Model | None:
     if missing:
         raise SettingsError(f"the S3 model store needs all of {list(names)}; missing {missing}")
     bucket, key, sha256 = values
-    return S3Model(bucket=bucket, key=key, sha256=sha256, version_id=env.get("SLIMSERVE_MODEL_S3_VERSION") or None)
+    return S3Model(bucket=bucket, key=key, sha256=sha256, version_id=env.get(ENV_MODEL_S3_VERSION) or None)

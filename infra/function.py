@@ -13,16 +13,18 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from slimserve.handler.constants import (
+    ENV_MODEL_S3_BUCKET,
+    ENV_MODEL_S3_KEY,
+    ENV_MODEL_S3_SHA256,
+    ENV_THREADS,
+)
 from slimserve.infra import nag
 from slimserve.infra.image import image_context_excludes, write_dockerfile
 from slimserve.infra.options import StackSettings
 
 LIVE_ALIAS = "live"
 
-ENV_THREADS = "SLIMSERVE_THREADS"
-ENV_MODEL_S3_BUCKET = "SLIMSERVE_MODEL_S3_BUCKET"
-ENV_MODEL_S3_KEY = "SLIMSERVE_MODEL_S3_KEY"
-ENV_MODEL_S3_SHA256 = "SLIMSERVE_MODEL_S3_SHA256"
 
 _RUNTIMES: dict[str, lambda_.Runtime] = {
     "3.11": lambda_.Runtime.PYTHON_3_11,

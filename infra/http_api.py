@@ -16,7 +16,7 @@ from slimserve.infra.access_logs import HttpStageAccessLogs
 from slimserve.infra.function import log_retention
 from slimserve.infra.options import StackSettings
 
-# One greedy route: the FastAPI app does the routing (Open Inference Protocol paths, /docs).
+# One greedy route: the handler's ASGI app does the routing (Open Inference Protocol paths, /docs).
 PROXY_ROUTE_PATH = "/{proxy+}"
 # The $default stage serves at the API's root, so no stage name appears in request paths.
 STAGE_NAME = "$default"

@@ -22,7 +22,7 @@ STAGE_NAME = "prod"
 
 # REST APIs do not fall back from a matched resource to a greedy sibling, so every resource
 # that exists must carry a method: each intermediate resource of the infer paths gets the
-# proxy too. The FastAPI app does the actual routing.
+# proxy too. The handler's ASGI app does the actual routing.
 PROXY_PATHS = (
     "/{proxy+}",
     "/v2",

@@ -51,6 +51,7 @@ from slimserve.build.local.apigw.gateway import (
     Route,
 )
 from slimserve.build.paths import INFRA_PACKAGE, PACKAGE_ROOT
+from slimserve.handler.constants import ENV_MODEL_S3_ALL
 
 __all__ = [
     "S3_MODEL_VARIABLES",
@@ -65,12 +66,7 @@ __all__ = [
 LAMBDA_DEFAULT_TIMEOUT_S = 3
 LAMBDA_DEFAULT_MEMORY_MB = 128
 # Set by infra/ for package=s3; they name a bucket that exists only on AWS.
-S3_MODEL_VARIABLES = (
-    "SLIMSERVE_MODEL_S3_BUCKET",
-    "SLIMSERVE_MODEL_S3_KEY",
-    "SLIMSERVE_MODEL_S3_SHA256",
-    "SLIMSERVE_MODEL_S3_VERSION",
-)
+S3_MODEL_VARIABLES = ENV_MODEL_S3_ALL
 SYNTH_CACHE_FOLDER = "local-synth"
 _PROJECT_ROOT = PACKAGE_ROOT
 _INFRA = INFRA_PACKAGE
