@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimserve.handler.errors import MethodNotAllowed, NotFound, PayloadTooLarge, SlimserveError
+from slimserve.handler.errors import (
+    MAX_MESSAGE_CHARS,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    SlimserveError,
+    clip,
+)
 from slimserve.handler.model import LoadedModel
 from slimserve.handler.service import InferenceService
 from slimserve.handler.tasks import TaskAdapter
@@ -70,7 +77,9 @@ class Reply:
 
     @classmethod
     def json(cls, document: Any, status: int = 200) -> "Reply":
-        return cls(status, json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        # allow_nan=False: NaN/Infinity literals are not JSON; producers check before they get here.
+        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return cls(status, body.encode("utf-8"))
 
 
 Endpoint = Callable[[Call], Reply]
@@ -125,9 +134,9 @@ class SlimserveApp:
                 allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(
-                f"method {method} is not allowed on {path}", headers={"allow": ", ".join(sorted(set(allowed)))}
+                f"method {clip(method)} is not allowed on {clip(path, 200)}", headers={"allow": ", ".join(sorted(set(allowed)))}
             )
-        raise NotFound(f"no route for {method} {path}")
+        raise NotFound(f"no route for {method} {clip(path, 200)}")
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for key, value in scope.get("headers", []):
@@ -168,7 +177,8 @@ class SlimserveApp:
             call = Call(method, path, scope.get("root_path", ""), headers, body, params)
             reply = route.endpoint(call)
         except SlimserveError as exc:
-            message = exc.message
+            # Bounded whatever a message quotes: the response must stay far below Lambda's 6 MB.
+            message = clip(exc.message, MAX_MESSAGE_CHARS)
             if exc.status_code >= 500:
                 logger.error("request failed: %s", message, exc_info=exc, extra={"request_id": request_id})
                 message = f"{message}; request id {request_id}"

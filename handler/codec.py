@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from slimserve.handler.datatypes import V2_TO_NUMPY, v2_datatype_of
-from slimserve.handler.errors import BadRequest, InferenceError, PayloadTooLarge, Unprocessable
+from slimserve.handler.errors import BadRequest, Unprocessable, clip
 from slimserve.handler.manifest import Limits, TensorSpec
 from slimserve.handler.protocol import InferenceRequest, RequestInput
 
@@ -37,11 +37,12 @@ class DecodedRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, what: str = "inference request") -> str:
+    """The first schema error, naming where it is; keys and values from the request are clipped."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
+    where = ".".join(clip(part) for part in first["loc"]) or "body"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid inference request at '{where}': {first['msg']}{more}"
+    return f"invalid {what} at '{where}': {clip(first['msg'], 200)}{more}"
 
 
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
@@ -86,7 +87,7 @@ def decode_request(
     try:
         request = InferenceRequest.model_validate(raw)
     except ValidationError as exc:
-        raise Unprocessable(_format_validation_error(exc)) from None
+        raise Unprocessable(format_validation_error(exc)) from None
     return decode_inference_request(request, binary=binary, specs=specs, limits=limits)
 
 
@@ -104,7 +105,7 @@ def decode_inference_request(
     for item in request.inputs:
         spec = by_name.get(item.name)
         if spec is None:
-            raise BadRequest(f"unknown input '{item.name}'; this model takes {sorted(by_name)}")
+            raise BadRequest(f"unknown input '{clip(item.name)}'; this model takes {sorted(by_name)}")
         if item.name in tensors:
             raise BadRequest(f"input '{item.name}' is given more than once")
         _check_shape(item, spec, limits)
@@ -141,7 +142,7 @@ def decode_inference_request(
             out_params = out.parameters or {}
             explicit = out_params.get("binary_data")
             if explicit is not None and not isinstance(explicit, bool):
-                raise BadRequest(f"output '{out.name}' parameters.binary_data must be true or false")
+                raise BadRequest(f"output '{clip(out.name)}' parameters.binary_data must be true or false")
             requested[out.name] = binary_by_default if explicit is None else explicit
     return DecodedRequest(
         request=request,
@@ -199,13 +200,15 @@ def _check_shape(item: RequestInput, spec: TensorSpec, limits: Limits) -> None:
                 f"input '{item.name}' has shape {item.shape} but the model expects {spec.shape} "
                 f"(dimension {axis} must be {want})"
             )
+    # Limits on what a body holds are 400s (413 is for the body's size itself); clients can read
+    # them in the model metadata (parameters.limits).
     if spec.shape and spec.shape[0] == -1 and item.shape and item.shape[0] > limits.max_batch:
-        raise PayloadTooLarge(
+        raise BadRequest(
             f"input '{item.name}' batch size {item.shape[0]} exceeds the limit of {limits.max_batch}"
         )
     elements = math.prod(item.shape)
     if elements > limits.max_elements:
-        raise PayloadTooLarge(
+        raise BadRequest(
             f"input '{item.name}' has {elements} elements, more than the limit of {limits.max_elements}"
         )
 
@@ -273,10 +276,24 @@ def _flatten_strings(name: str, data: list[Any]) -> list[str]:
                 raise BadRequest(f"input '{name}' data is nested deeper than {depth_limit} levels")
             stack.append(iter(element))
         elif isinstance(element, str):
+            if not element.isascii():
+                _check_unicode(name, len(flat), element)
             flat.append(element)
         else:
             raise BadRequest(f"input '{name}' is BYTES: every element must be a string")
     return flat
+
+
+def _check_unicode(name: str, index: int, text: str) -> None:
+    """JSON can carry lone UTF-16 surrogates (``"\\ud800"``), which are not Unicode text: no
+    tokenizer or ONNX string tensor can take them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(
+            f"input '{name}' element {index} is not valid Unicode: lone surrogate "
+            f"U+{ord(text[exc.start]):04X} at character {exc.start}"
+        ) from None
 
 
 def _from_binary(item: RequestInput, raw: memoryview) -> np.ndarray:
@@ -328,7 +345,7 @@ def _check_text(name: str, array: np.ndarray, limits: Limits) -> None:
     if array.dtype == object:
         for text in array.flat:
             if len(text) > limits.max_text_chars:
-                raise PayloadTooLarge(
+                raise BadRequest(
                     f"input '{name}' has a text of {len(text)} characters, more than the limit of "
                     f"{limits.max_text_chars}"
                 )
@@ -361,10 +378,12 @@ def encode_response(
             "shape": list(array.shape),
         }
         if binary.get(name, False):
+            # Binary tensors carry IEEE values as they are, NaN and Infinity included.
             raw = _to_binary(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
+            require_finite_output(name, array)
             entry["data"] = _to_json_list(array)
         header_outputs.append(entry)
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": header_outputs}
@@ -372,13 +391,28 @@ def encode_response(
         document["id"] = request_id
     if parameters:
         document["parameters"] = parameters
-    try:
-        header = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    except ValueError:
-        raise InferenceError("the model produced NaN or Infinity in its output") from None
+    # allow_nan=False: a non-finite number must never become an invalid JSON literal.
+    header = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
     if not chunks:
         return EncodedResponse(body=header, header_length=None)
     return EncodedResponse(body=header + b"".join(chunks), header_length=len(header))
+
+
+def require_finite_output(name: str, array: np.ndarray) -> None:
+    """JSON has no NaN or Infinity. A valid request can still drive a model there (e.g. inputs
+    near the float32 limit): the client gets a 422 naming the output and the first row, and
+    the way to receive the raw values (binary outputs), never a 5xx and never invalid JSON."""
+    if array.dtype.kind != "f" or not array.size:
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    row = int(np.argwhere(~finite)[0][0]) if array.ndim else 0
+    raise Unprocessable(
+        f"the model's output '{name}' is not finite (NaN or Infinity) for row {row} of this input, "
+        "which JSON cannot carry; request binary outputs (parameters.binary_data_output = true) "
+        "to receive the raw values"
+    )
 
 
 def _to_json_list(array: np.ndarray) -> list[Any]:

@@ -6,6 +6,20 @@ show (no stack traces, no internals) and becomes the body ``{"error": message}``
 
 from __future__ import annotations
 
+# An error message is one sentence: it may quote what the client sent (a name, a key, a value),
+# but never all of it. Lambda refuses responses over 6 MB (the client would get a 502 and the
+# execution environment would be thrown away), so an echo must never grow with the request.
+ECHO_CHARS = 64
+MAX_MESSAGE_CHARS = 1_000
+
+
+def clip(text: object, limit: int = ECHO_CHARS) -> str:
+    """``text`` as str, cut to ``limit`` characters with a marker saying how much was cut."""
+    value = str(text)
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}...({len(value) - limit} more characters)"
+
 
 class SlimserveError(Exception):
     """Base class: ``status_code`` is the HTTP status the app answers with."""

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from slimserve.handler.manifest import Datatype
 
 Parameters = dict[str, Any]
+# A dimension is a JSON integer: "1", 1.0 and true are refused, not coerced.
+Dimension = StrictInt
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The protocol's JSON objects are extensible: known fields are validated, unknown ones
+    # ignored (KServe's client sends "model_name" in every body, TF-style clients "signature_name").
+    model_config = ConfigDict(extra="ignore")
 
 
 class RequestInput(_Message):
     name: str = Field(min_length=1, max_length=256)
-    shape: list[int] = Field(max_length=32)
+    shape: list[Dimension] = Field(max_length=32)
     datatype: Datatype
     parameters: Parameters | None = None
     data: list[Any] | None = Field(
@@ -39,6 +43,9 @@ class RequestOutput(_Message):
 
 class InferenceRequest(_Message):
     id: str | None = Field(default=None, max_length=256)
+    # Optional echo of the path (KServe's client sends them); when given they must match it.
+    model_name: str | None = None
+    model_version: str | None = None
     parameters: Parameters | None = None
     inputs: list[RequestInput] = Field(min_length=1, max_length=64)
     outputs: list[RequestOutput] | None = Field(default=None, max_length=64)

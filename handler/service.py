@@ -18,9 +18,11 @@ from slimserve.handler.codec import (
     decode_inference_request,
     decode_request,
     encode_response,
+    format_validation_error,
     parse_json_object,
+    require_finite_output,
 )
-from slimserve.handler.errors import BadRequest, NotFound, Unprocessable
+from slimserve.handler.errors import BadRequest, NotFound, Unprocessable, clip
 from slimserve.handler.manifest import TensorSpec
 from slimserve.handler.model import LoadedModel
 from slimserve.handler.protocol import InferenceRequest, PredictRequest, RequestInput
@@ -44,7 +46,8 @@ class InferenceService:
         self.limits = self.manifest.runtime.limits
         self.output_names = [spec.name for spec in self.manifest.outputs]
         tensors = lambda specs: [spec.model_dump(include={"name", "datatype", "shape"}) for spec in specs]  # noqa: E731
-        parameters: dict[str, Any] = {"task": self.manifest.task}
+        # The request limits, so a client can read them before it is refused by one.
+        parameters: dict[str, Any] = {"task": self.manifest.task, "limits": self.limits.model_dump()}
         if self.manifest.labels:
             parameters["labels"] = self.manifest.labels
         self._metadata = {
@@ -63,10 +66,10 @@ class InferenceService:
 
     def check_model(self, model_name: str, model_version: str | None = None) -> None:
         if model_name != self.manifest.name:
-            raise NotFound(f"model '{model_name}' not found; this endpoint serves '{self.manifest.name}'")
+            raise NotFound(f"model '{clip(model_name)}' not found; this endpoint serves '{self.manifest.name}'")
         if model_version is not None and model_version != self.manifest.version:
             raise NotFound(
-                f"version '{model_version}' of model '{model_name}' not found; available: ['{self.manifest.version}']"
+                f"version '{clip(model_version)}' of model '{model_name}' not found; available: ['{self.manifest.version}']"
             )
 
     def model_metadata(self, model_name: str, model_version: str | None = None) -> dict[str, Any]:
@@ -100,6 +103,7 @@ class InferenceService:
     def infer(self, model_name: str, model_version: str | None, body: bytes, header_length: str | None) -> InferReply:
         self.check_model(model_name, model_version)
         decoded = decode_request(body, header_length=header_length, specs=self.manifest.inputs, limits=self.limits)
+        _check_body_names_path(decoded.request.model_name, decoded.request.model_version, model_name, model_version or self.manifest.version)
         produced = self._produce(decoded)
         if decoded.requested_outputs is None:
             selected = {name: produced[name] for name in self.output_names if name in produced}
@@ -107,7 +111,7 @@ class InferenceService:
         else:
             unknown = [name for name in decoded.requested_outputs if name not in produced]
             if unknown:
-                raise NotFound(f"unknown output(s) {unknown}; this model produces {self.output_names}")
+                raise NotFound(f"unknown output(s) {[clip(name) for name in unknown[:8]]}; this model produces {self.output_names}")
             selected = {name: produced[name] for name in decoded.requested_outputs}
             binary = decoded.requested_outputs
         encoded = encode_response(
@@ -124,17 +128,29 @@ class InferenceService:
         try:
             plain = PredictRequest.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise Unprocessable(f"invalid predict request at '{where}': {first['msg']}") from None
+            raise Unprocessable(format_validation_error(exc, "predict request")) from None
         request = _as_inference_request(plain, self.manifest.inputs)
         decoded = decode_inference_request(request, specs=self.manifest.inputs, limits=self.limits)
         produced = self._produce(decoded)
+        for name, array in produced.items():
+            require_finite_output(name, array)  # /predict answers JSON only
         return {
             "predictions": _predictions(produced, self.manifest.task, self.output_names),
             "model_name": self.manifest.name,
             "model_version": self.manifest.version,
         }
+
+
+def _check_body_names_path(
+    body_name: str | None, body_version: str | None, path_name: str, path_version: str
+) -> None:
+    """A body that names its model (KServe's client always does) must name the one in the path."""
+    if body_name is not None and body_name != path_name:
+        raise BadRequest(f"model_name '{clip(body_name)}' in the body does not match the path's '{path_name}'")
+    if body_version is not None and body_version != path_version:
+        raise BadRequest(
+            f"model_version '{clip(body_version)}' in the body does not match the served version '{path_version}'"
+        )
 
 
 def _nested_shape(instances: list[Any]) -> list[int]:

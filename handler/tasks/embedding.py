@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tokenizers import Tokenizer
 
-from slimserve.handler.errors import BadRequest, ModelLoadError, PayloadTooLarge
+from slimserve.handler.errors import BadRequest, ModelLoadError
 from slimserve.handler.manifest import Limits
 from slimserve.handler.model import LoadedModel
 
@@ -175,7 +175,7 @@ class EmbeddingTask:
         if array.ndim != 1:
             raise BadRequest(f"input '{self.input_name}' must be a vector of texts (shape [batch]), got shape {list(array.shape)}")
         if len(array) > self.limits.max_batch:
-            raise PayloadTooLarge(
+            raise BadRequest(
                 f"input '{self.input_name}' batch size {len(array)} exceeds the limit of {self.limits.max_batch}"
             )
         texts = []
@@ -188,7 +188,7 @@ class EmbeddingTask:
             if not isinstance(element, str):
                 raise BadRequest(f"input '{self.input_name}' is BYTES: every element must be a string")
             if len(element) > self.limits.max_text_chars:
-                raise PayloadTooLarge(
+                raise BadRequest(
                     f"input '{self.input_name}' has a text of {len(element)} characters, more than the limit of "
                     f"{self.limits.max_text_chars}"
                 )

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from slimserve.handler.errors import ModelLoadError, PayloadTooLarge
+from slimserve.handler.errors import BadRequest, ModelLoadError
 from slimserve.handler.manifest import Limits
 from slimserve.handler.tasks.embedding import TokenFeeds, load_tokenizer, max_tokens_for
 
@@ -218,8 +218,8 @@ def test_binary_bytes_tensor_gives_the_same_vectors(client) -> None:
 @pytest.mark.parametrize(
     "body,status,message",
     [
-        (text_body(["x"] * 65), 413, "input 'text' batch size 65 exceeds the limit of 64"),
-        (text_body(["y" * 10_001]), 413, "input 'text' has a text of 10001 characters, more than the limit of 10000"),
+        (text_body(["x"] * 65), 400, "input 'text' batch size 65 exceeds the limit of 64"),
+        (text_body(["y" * 10_001]), 400, "input 'text' has a text of 10001 characters, more than the limit of 10000"),
         (
             {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
             400,
@@ -268,10 +268,10 @@ def test_adapter_enforces_limits_itself(minilm_model) -> None:
 
     task = EmbeddingTask(minilm_model)
     assert task.max_tokens == 256 and task.dim == 384
-    with pytest.raises(PayloadTooLarge) as caught:
+    with pytest.raises(BadRequest) as caught:
         task.infer({"text": np.array(["a"] * 65, dtype=object)}, {})
     assert caught.value.message == "input 'text' batch size 65 exceeds the limit of 64"
-    with pytest.raises(PayloadTooLarge) as caught:
+    with pytest.raises(BadRequest) as caught:
         task.infer({"text": np.array(["é" * 10_001], dtype=object)}, {})
     assert caught.value.message == "input 'text' has a text of 10001 characters, more than the limit of 10000"
     vectors = task.infer({"text": np.array([b"bytes are decoded", "str"], dtype=object)}, {})["embedding"]
