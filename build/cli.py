@@ -159,18 +159,23 @@ def invoke(
 
 @app.command()
 def bench(
-    examples: Annotated[Optional[list[Path]], typer.Argument(help="Example folders (default: digits and minilm)")] = None,
+    examples: Annotated[
+        Optional[list[Path]], typer.Argument(help="Example folders (default, in a checkout: examples/digits and examples/minilm)")
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Few iterations (CI smoke run); BENCHMARKS.md only in --out")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, plots, BENCHMARKS.md")] = Path("dist/bench"),
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Folder for results.json, plots, BENCHMARKS.md (default: <checkout>/dist/bench)"),
+    ] = None,
 ) -> None:
     """Run the benchmark suite side by side: model speed, size, cold start, warm overhead, load."""
     from slimserve.build.bench.suite import bench_failed, run_bench
-    from slimserve.build.errors import ConfigError, GateFailed, LocalRunError
+    from slimserve.build.errors import SlimserveBuildError
 
     try:
-        results = run_bench(examples or [Path("examples/digits"), Path("examples/minilm")], out_dir, quick=quick, console=err)
-    except (ConfigError, GateFailed, LocalRunError) as exc:
-        _fail(str(exc))
+        results = run_bench(examples, out_dir, quick=quick, console=err)
+    except SlimserveBuildError as exc:
+        _fail(str(exc), exc.exit_code)
     if bench_failed(results):
         _fail("some benchmark sections failed or saw errors: see results.json")
 

@@ -25,12 +25,6 @@ from slimserve.build.bench.common import Example
 from slimserve.build.bench.stats import interleaved, ratio, runs_for_budget, summarize_ms
 from slimserve.build.compression.latency import session_for, synthetic_feed
 
-ENGINES = ("pytorch_eager_fp32", "onnxruntime_fp32", "slimserve")
-ENGINE_LABELS = {
-    "pytorch_eager_fp32": "PyTorch eager fp32",
-    "onnxruntime_fp32": "ONNX Runtime fp32",
-    "slimserve": "slimserve (shipped)",
-}
 SHAPES = (("1x16", 1, 16), ("8x64", 8, 64))
 
 

@@ -66,7 +66,6 @@ def interleaved(
     runs: int,
     warmup: int = 5,
     rounds: int = 10,
-    on_round: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[float]]:
     """Time each zero-argument callable ``runs`` times, in ``rounds`` round-robin blocks
     (contender A a block, B a block, ..., then A again), after ``warmup`` untimed calls each.
@@ -87,8 +86,6 @@ def interleaved(
                 started = clock()
                 call()
                 bucket.append(clock() - started)
-        if on_round is not None:
-            on_round(index + 1, rounds)
     return samples
 
 
@@ -97,10 +94,6 @@ def runs_for_budget(estimate_s: float, budget_s: float, *, minimum: int, maximum
     if estimate_s <= 0:
         return maximum
     return int(max(minimum, min(maximum, int(budget_s / estimate_s))))
-
-
-def mib(value_bytes: float | None) -> float | None:
-    return None if value_bytes is None else float(value_bytes) / (1024 * 1024)
 
 
 def fmt_ms(value: float | None) -> str:

@@ -1,6 +1,7 @@
 """``slimserve bench``: the benchmark suite, side by side in one process tree.
 
-For each example (built first when ``dist/<name>/lambda.zip`` is missing):
+For each example (built first, where ``slimserve build`` puts it, when its lambda.zip is
+missing or holds another version of the handler; build/bench/builds.py):
 
 1. model speed: PyTorch eager fp32, ONNX Runtime fp32, the shipped model; 1 and 2 threads;
    batch 1 x 16 tokens and 8 x 64 (build/bench/speed.py);
@@ -12,25 +13,29 @@ For each example (built first when ``dist/<name>/lambda.zip`` is missing):
 5. load through ``slimserve local`` at concurrency 1, 8, 32 (build/bench/load.py);
 
 plus JSON vs binary tensors for a 1 MiB FP32 input. Writes ``<out>/results.json`` (machine
-description and every number with its unit), ``<out>/*.png`` and BENCHMARKS.md (generated from
-results.json: tables and the issue's targets, met or missed by how much). ``quick=True`` runs
-the same code with far fewer iterations (CI: it keeps the suite from rotting; its numbers are
-not for quoting).
+description and every number with its unit; every timed section also records the CPU and int8
+instruction sets it ran under), ``<out>/*.png`` and BENCHMARKS.md (generated from results.json:
+tables and the issue's targets, met or missed by how much; build/bench/report/). ``quick=True``
+runs the same code with far fewer iterations (CI: it keeps the suite from rotting; its numbers
+are not for quoting).
+
+Defaults resolve against the slimserve checkout (``examples/digits``, ``examples/minilm``,
+``<checkout>/dist/bench``, ``<checkout>/BENCHMARKS.md``), never the current directory; an
+installed copy has no examples, so they must be named, and its results go to
+``<first example>/dist/bench``: nothing is ever written inside site-packages.
 
     from slimserve.build.bench.suite import run_bench
-    results = run_bench([Path("examples/digits"), Path("examples/minilm")])
+    results = run_bench()  # in a checkout: examples/digits and examples/minilm
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
-import tempfile
+import shutil
 import time
 import traceback
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from slimserve.build.bench.common import PROJECT_ROOT, Example, load_average, machine_description
+from slimserve.build.bench.builds import build_provenance, prepare_example, snapshot_build
+from slimserve.build.bench.provenance import TIMED_SECTIONS, host_record, machine_description
 from slimserve.build.bench.stats import UNITS
+from slimserve.build.errors import UsageError
+from slimserve.build.machine import load_average
+from slimserve.build.paths import checkout_root, dist_dir
 
+DEFAULT_EXAMPLES = ("examples/digits", "examples/minilm")
+DEFAULT_OUT = "dist/bench"
 RESULTS_FILE = "results.json"
 BENCHMARKS_FILE = "BENCHMARKS.md"
 SECTIONS = ("size", "speed", "warm", "cold_start", "load")
@@ -49,127 +60,52 @@ RESULTS_SCHEMA = 1
 
 
 def _settings(quick: bool) -> dict[str, Any]:
+    """Iterations per section: a quick run (CI smoke) or a full one."""
     from slimserve.build.bench.load import FULL_LEVELS, QUICK_LEVELS
 
-    if quick:
-        return {
-            "speed": {"min_runs": 10, "max_runs": 100, "budget_s": 0.5, "warmup": 3},
-            "cold_start": {"runs": 2, "warmup": 0},
-            "warm": {"runs": 60, "warmup": 5},
-            "json_vs_binary": {"runs": 3, "warmup": 0},
-            "load": {"levels": QUICK_LEVELS},
-        }
-    return {
-        "speed": {"min_runs": 50, "max_runs": 1000, "budget_s": 5.0, "warmup": 10},
-        "cold_start": {"runs": 5, "warmup": 1},
-        "warm": {"runs": 400, "warmup": 20},
-        "json_vs_binary": {"runs": 10, "warmup": 2},
-        "load": {"levels": FULL_LEVELS},
+    quick_and_full = {
+        "speed": (
+            {"min_runs": 10, "max_runs": 100, "budget_s": 0.5, "warmup": 3},
+            {"min_runs": 50, "max_runs": 1000, "budget_s": 5.0, "warmup": 10},
+        ),
+        "cold_start": ({"runs": 2, "warmup": 0}, {"runs": 5, "warmup": 1}),
+        "warm": ({"runs": 60, "warmup": 5}, {"runs": 400, "warmup": 20}),
+        "json_vs_binary": ({"runs": 3, "warmup": 0}, {"runs": 10, "warmup": 2}),
+        "load": ({"levels": QUICK_LEVELS}, {"levels": FULL_LEVELS}),
     }
+    return {section: pair[0] if quick else pair[1] for section, pair in quick_and_full.items()}
 
 
-@contextmanager
-def _scratch_cwd() -> Iterator[None]:
-    """onnxruntime's symbolic shape inference may drop a model-sized temp file into the working
-    directory during a build: keep it out of the repository."""
-    previous = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="slimserve-bench-build-") as scratch:
-        os.chdir(scratch)
-        try:
-            yield
-        finally:
-            os.chdir(previous)
+def default_examples() -> list[Path]:
+    """The checkout's examples; an installed copy has none, so they must be named."""
+    root = checkout_root()
+    if root is None:
+        raise UsageError(
+            "name the example folders to benchmark (e.g. slimserve bench path/to/example): the default "
+            f"examples ({', '.join(DEFAULT_EXAMPLES)}) exist only in a slimserve checkout"
+        )
+    return [root / example for example in DEFAULT_EXAMPLES]
 
 
-def stale_handler_files(zip_path: Path) -> list[str]:
-    """Files of the handler package that differ between this checkout and lambda.zip (the zip
-    was built from other code: its cold-start and load numbers would not be this code's)."""
-    import zipfile
-
-    from slimserve.build.paths import HANDLER_IMPORT, HANDLER_PACKAGE
-
-    prefix = HANDLER_IMPORT.replace(".", "/") + "/"
-    with zipfile.ZipFile(zip_path) as archive:
-        packed = {
-            name[len(prefix) :]: archive.read(name)
-            for name in archive.namelist()
-            if name.startswith(prefix) and not name.endswith("/") and "__pycache__" not in name and not name.endswith(".pyc")
-        }
-    local = {
-        path.relative_to(HANDLER_PACKAGE).as_posix(): path.read_bytes()
-        for path in HANDLER_PACKAGE.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    }
-    return sorted(name for name in set(packed) | set(local) if packed.get(name) != local.get(name))
+def default_out(examples: Sequence[Path]) -> Path:
+    """``<checkout>/dist/bench``; for an installed copy ``<first example>/dist/bench``, as
+    `slimserve build` puts a build in ``<project>/dist/<name>``."""
+    root = checkout_root()
+    return (root / DEFAULT_OUT).resolve() if root is not None else dist_dir(examples[0], "bench")
 
 
-def prepare_example(folder: Path, dist: Path | None, console: Console, *, rebuild_stale: bool = True) -> Example:
-    """The example's build output, built when lambda.zip (or the fp32 export) is missing, or when
-    the zip's handler differs from this checkout's (unless ``rebuild_stale`` is False)."""
-    from slimserve.build.config import load_config
-    from slimserve.build.pipeline.progress import Steps
-    from slimserve.build.pipeline.run import run_build
-
-    folder = folder.resolve()
-    config = load_config(folder)
-    dist = (dist or Path("dist") / config.name).resolve()
-    reason = None
-    if not (dist / "lambda.zip").is_file() or not (dist / "work" / "fp32.onnx").is_file():
-        reason = "no lambda.zip yet"
-    elif rebuild_stale:
-        stale = stale_handler_files(dist / "lambda.zip")
-        if stale:
-            reason = f"its lambda.zip holds another version of handler/{', handler/'.join(stale[:3])}"
-    if reason is not None:
-        console.print(f"[bold]building[/bold] {folder} -> {dist} ({reason})")
-        with _scratch_cwd():
-            run_build(folder, out=dist, steps=Steps(console))
-    return Example(folder=folder, dist=dist)
-
-
-def snapshot_build(example: Example, root: Path) -> Example:
-    """A private copy of the build output (top-level files and work/fp32.onnx): everything the
-    suite measures comes from one consistent build even if dist/<name> is rebuilt meanwhile."""
-    import shutil
-
-    target = root / example.dist.name
-    if target.exists():
-        shutil.rmtree(target)
-    (target / "work").mkdir(parents=True)
-    for path in example.dist.iterdir():
-        if path.is_file():
-            shutil.copy2(path, target / path.name)
-    if example.fp32_path.is_file():
-        shutil.copy2(example.fp32_path, target / "work" / example.fp32_path.name)
-    return Example(folder=example.folder, dist=target)
-
-
-def build_provenance(example: Example) -> dict[str, Any]:
-    """What was measured: the build's files, hashes and whether its handler is this checkout's."""
-    from slimserve.build.pipeline.bundle import sha256_file
-
-    stale = stale_handler_files(example.zip_path)
-    return {
-        "zip_sha256": sha256_file(example.zip_path),
-        "model_sha256": example.manifest.model.sha256,
-        "zip_built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(example.zip_path.stat().st_mtime)),
-        "handler_matches_checkout": not stale,
-        "handler_files_differing": stale,
-    }
-
-
-def _command(examples: list[Path], out: Path, quick: bool) -> str:
-    parts = ["slimserve bench", *(str(path) for path in examples)]
+def _command(examples: list[Path], out: Path, default: Path, quick: bool) -> str:
+    parts = ["slimserve bench", *(str(_display_path(path)) for path in examples)]
     if quick:
         parts.append("--quick")
-    if Path(out) != Path("dist/bench"):
-        parts += ["--out", str(out)]
+    if out != default:
+        parts += ["--out", str(_display_path(out))]
     return " ".join(parts)
 
 
 def run_bench(
-    examples: list[Path],
-    out: Path = Path("dist/bench"),
+    examples: Sequence[Path] | None = None,
+    out: Path | None = None,
     *,
     quick: bool = False,
     console: Console | None = None,
@@ -179,18 +115,20 @@ def run_bench(
     cache_dir: Path | None = None,
     rebuild_stale: bool = True,
 ) -> dict[str, Any]:
-    """Run the suite on ``examples`` (example folders) and write results.json, plots and
-    BENCHMARKS.md. ``builds`` maps an example folder to its build output folder (default
-    ``dist/<name>``). ``benchmarks_md``: where the page goes; by default the repository's
-    BENCHMARKS.md for a full run and only ``<out>/BENCHMARKS.md`` for a quick one (a CI smoke run
-    must not overwrite the quoted numbers). Sections that fail are recorded as errors in the
-    results (and on the page); the others still run. A build whose lambda.zip carries another
-    version of the handler than this checkout is rebuilt first (``rebuild_stale=False``: measured
-    as is, and the page says so)."""
+    """Run the suite on ``examples`` (example folders; default_examples()) and write
+    results.json, plots and BENCHMARKS.md to ``out`` (default_out()). ``builds`` maps an example
+    folder to its build output folder (default: `slimserve build`'s, ``<example>/dist/<name>``).
+    ``benchmarks_md``: where the page goes besides ``<out>/BENCHMARKS.md``; by default the
+    checkout's BENCHMARKS.md for a full run and none for a quick one (a CI smoke run must not
+    overwrite the quoted numbers) or outside a checkout. Sections that fail are recorded as
+    errors in the results (and on the page); the others still run. A build whose lambda.zip
+    carries another version of the handler than this checkout is rebuilt first
+    (``rebuild_stale=False``: measured as is, and the page says so)."""
     from slimserve.build.bench.cold import measure_cold_start
     from slimserve.build.bench.load import measure_load
     from slimserve.build.bench.plots import write_plots
-    from slimserve.build.bench.report import evaluate_targets, render_markdown
+    from slimserve.build.bench.report.page import render_markdown
+    from slimserve.build.bench.report.targets import evaluate_targets
     from slimserve.build.bench.size import measure_size
     from slimserve.build.bench.speed import measure_speed
     from slimserve.build.bench.warm import measure_handler_overhead, measure_json_vs_binary
@@ -198,8 +136,10 @@ def run_bench(
 
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    command = _command(examples, out, quick)
-    out = Path(out).resolve()
+    folders = [Path(folder).resolve() for folder in (examples or default_examples())]
+    default = default_out(folders)
+    out = Path(out).resolve() if out is not None else default
+    command = _command(folders, out, default, quick)
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(quick)
     unknown = set(sections) - set(ALL_SECTIONS)
@@ -207,15 +147,9 @@ def run_bench(
         raise ValueError(f"unknown section(s) {sorted(unknown)}; choose from {ALL_SECTIONS}")
     builds = {Path(key).resolve(): Path(value) for key, value in (builds or {}).items()}
     snapshots = out / ".builds"
-    prepared = [
-        snapshot_build(
-            prepare_example(Path(folder), builds.get(Path(folder).resolve()), console, rebuild_stale=rebuild_stale),
-            snapshots,
-        )
-        for folder in examples
-    ]
-    sources = {example.name: str(builds.get(Path(folder).resolve()) or Path("dist") / example.dist.name)
-               for folder, example in zip(examples, prepared)}
+    originals = [prepare_example(folder, builds.get(folder), console, rebuild_stale=rebuild_stale) for folder in folders]
+    prepared = [snapshot_build(example, snapshots) for example in originals]
+    sources = {example.name: str(_display_path(example.dist)) for example in originals}
     targets = sorted({example.manifest.runtime.python for example in prepared})
     target_pythons = {version: find_python(version) for version in targets}
     results: dict[str, Any] = {
@@ -229,6 +163,7 @@ def run_bench(
         "units": UNITS,
         "examples": {},
     }
+    host = host_record(results["machine"])
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
@@ -251,6 +186,8 @@ def run_bench(
             else:
                 if isinstance(record[name], dict):
                     record[name]["section_seconds"] = round(time.perf_counter() - section_started, 1)
+                    if name in TIMED_SECTIONS:  # a time holds only for the instruction sets it ran under
+                        record[name]["machine"] = host
             progress.advance(task)
 
         for example in prepared:
@@ -290,8 +227,6 @@ def run_bench(
             results["errors"] = global_errors
         status("benchmarks done")
 
-    import shutil
-
     shutil.rmtree(snapshots, ignore_errors=True)
     results["load_average_at_end"] = load_average()
     results["duration_s"] = time.perf_counter() - started
@@ -299,20 +234,31 @@ def run_bench(
     results["results_file"] = str(_display_path(out / RESULTS_FILE))
     results["plots"] = write_plots(results, out)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    pages = [out / BENCHMARKS_FILE]
-    if benchmarks_md is not None:
-        pages.append(Path(benchmarks_md))
-    elif not quick:
-        pages.append(PROJECT_ROOT / BENCHMARKS_FILE)
+    pages = benchmark_pages(out, benchmarks_md, quick)
     for page in pages:
         page.write_text(render_markdown(results, plots_dir=out, page=page), encoding="utf-8")
     _print_summary(results, console, out, pages)
     return results
 
 
+def benchmark_pages(out: Path, benchmarks_md: Path | None, quick: bool) -> list[Path]:
+    """Where BENCHMARKS.md goes: always ``<out>``; also ``benchmarks_md`` when given, else the
+    checkout's own page after a full run (a quick run's numbers are not for quoting, and an
+    installed copy has no page of its own: site-packages is never written)."""
+    pages = [out / BENCHMARKS_FILE]
+    checkout = checkout_root()
+    if benchmarks_md is not None:
+        pages.append(Path(benchmarks_md))
+    elif not quick and checkout is not None:
+        pages.append(checkout / BENCHMARKS_FILE)
+    return pages
+
+
 def _display_path(path: Path) -> Path:
+    """Relative to the checkout when inside it (results.json and the page travel with it)."""
+    root = checkout_root()
     try:
-        return path.resolve().relative_to(PROJECT_ROOT)
+        return path.resolve().relative_to(root) if root is not None else path
     except ValueError:
         return path
 

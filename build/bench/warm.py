@@ -284,7 +284,6 @@ def measure_json_vs_binary(
                 path,
                 body,
                 headers={"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))},
-                base64_body=True,
             )
             result = handler(event, context)
             raw = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result["body"].encode()

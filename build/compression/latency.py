@@ -164,7 +164,7 @@ def compare(
 
 def cpu_summary() -> str:
     """What matters for int8 speed on this machine: the CPU model and its dot-product flags."""
-    from slimserve.build.bench.common import cpu_info
+    from slimserve.build.machine import cpu_info
 
     info = cpu_info()
     present = info["int8_flags"]
