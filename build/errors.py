@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: the gate's types live in slimserve.build.gate
-    from slimserve.build.compression.auto import SearchResult
+    from slimserve.build.compression.results import SearchResult
     from slimserve.build.gate.validate import GateResult
 
 EXIT_OK = 0

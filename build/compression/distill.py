@@ -167,3 +167,22 @@ def _training_data(config: BuildConfig, settings: DistillConfig, input_names: li
         raise ConfigError(f"distill.data {settings.data} returned inputs {sorted(inputs)}, the model takes {sorted(input_names)}")
     labels = None if data[1] is None else np.asarray(data[1])
     return inputs, labels
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md's distillation section: teacher and student side by side, how it was trained."""
+    lines = [
+        "## Distillation",
+        "",
+        "| | teacher | student |",
+        "|---|---|---|",
+        f"| parameters | {report.get('teacher_parameters', 'n/a')} | {report['student_parameters']:,} |",
+        f"| fp32 ONNX bytes | {report['teacher_onnx_bytes']:,} | {report['student_onnx_bytes']:,} |",
+        "",
+        (
+            f"Trained {report['epochs']} epochs on {report['samples']} samples (temperature {report['temperature']:g}, "
+            f"alpha {report['alpha']:g}, loss {report['loss']}) in {report['seconds']:.1f} s; the gate compares the "
+            "student with the teacher."
+        ),
+    ]
+    return "\n".join(lines) + "\n"

@@ -11,22 +11,23 @@ Each function maps files to files, so each step can be tested and re-run alone:
   or fnmatch pattern or by op type, stay fp32 in every method.
 
 Nothing here re-implements a quantizer: it picks onnxruntime's options and checks the result.
+Reading a graph (node names, quantizable nodes) is ``graph``; calibration readers are
+``calibration``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from slimserve.build.compression.calibration import ArrayCalibrationReader, calibration_reader
+from slimserve.build.compression.graph import node_table, resolve_nodes
 from slimserve.build.config import CompressionConfig
 from slimserve.build.errors import CompressionError
 
@@ -76,122 +77,6 @@ def fuse_transformer(
         )
     model.save_model_to_file(str(destination), use_external_data_format=False)
     return fused
-
-
-def looks_like_transformer(model_path: Path) -> bool:
-    """Softmax + MatMul + a layer norm (fused or spelled out): worth trying the fusions."""
-    import onnx
-
-    ops = {node.op_type for node in onnx.load(str(model_path), load_external_data=False).graph.node}
-    return {"Softmax", "MatMul"} <= ops and bool(ops & {"LayerNormalization", "ReduceMean"})
-
-
-def node_table(model_path: Path) -> list[tuple[str, str]]:
-    """(name, op_type) of every node in graph order."""
-    import onnx
-
-    return [(node.name, node.op_type) for node in onnx.load(str(model_path), load_external_data=False).graph.node]
-
-
-def resolve_nodes(model_path: Path, names: Iterable[str], op_types: Iterable[str] = ()) -> list[str]:
-    """Node names kept in fp32: exact names or fnmatch patterns, plus every node of the given
-    op types. A name or pattern that matches no node is an error (typos must not pass silently)."""
-    nodes = node_table(model_path)
-    chosen: list[str] = []
-    for pattern in names:
-        matched = [name for name, _ in nodes if name == pattern or fnmatch.fnmatchcase(name, pattern)]
-        if not matched:
-            sample = ", ".join(name for name, _ in nodes[:6])
-            raise CompressionError(
-                f"compression.nodes_to_exclude: {pattern!r} matches no node of {model_path.name} "
-                f"({len(nodes)} nodes, e.g. {sample}); see the sensitivity table for names"
-            )
-        chosen += [name for name in matched if name not in chosen]
-    wanted_types = set(op_types)
-    present_types = {op for _, op in nodes}
-    for op_type in sorted(wanted_types - present_types):
-        raise CompressionError(
-            f"compression.op_types_to_exclude: no {op_type!r} node in {model_path.name} "
-            f"(op types present: {sorted(present_types)})"
-        )
-    chosen += [name for name, op in nodes if op in wanted_types and name not in chosen]
-    return chosen
-
-
-class ArrayCalibrationReader:
-    """onnxruntime CalibrationDataReader over in-memory arrays, one sample per feed;
-    ``rewind`` lets one reader serve several calibrations.
-
-    Token inputs padded to a common length (an ``attention_mask`` input beside them) are cut
-    back to each sample's own length, so padding never widens the calibrated ranges."""
-
-    def __init__(self, inputs: Mapping[str, np.ndarray], limit: int | None = None, trim_padding: bool = True) -> None:
-        self.trim_padding = trim_padding
-        count = len(next(iter(inputs.values())))
-        if limit is not None:
-            count = min(count, limit)
-        self._inputs = {name: np.asarray(array) for name, array in inputs.items()}
-        self._count = count
-        self._index = 0
-        mask = self._inputs.get("attention_mask")
-        self._lengths = None
-        if mask is not None and mask.ndim == 2:
-            # last non-padding position + 1 (right padding), at least one token
-            positions = np.arange(mask.shape[1])[None, :]
-            self._lengths = np.maximum(((mask != 0) * (positions + 1)).max(axis=1), 1)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._index >= self._count:
-            return None
-        index = self._index
-        self._index += 1
-        feed = {name: array[index : index + 1] for name, array in self._inputs.items()}
-        if self._lengths is not None and self.trim_padding:
-            length, padded = int(self._lengths[index]), self._inputs["attention_mask"].shape[1]
-            feed = {
-                name: array[:, :length] if array.ndim == 2 and array.shape[1] == padded else array
-                for name, array in feed.items()
-            }
-        return feed
-
-    def rewind(self) -> None:
-        self._index = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    # Some onnxruntime tools (qdq_loss_debug) iterate the reader instead of calling get_next.
-    def __iter__(self) -> ArrayCalibrationReader:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        feed = self.get_next()
-        if feed is None:
-            raise StopIteration
-        return feed
-
-
-class _LimitedReader:
-    def __init__(self, reader: Any, limit: int) -> None:
-        self._reader, self._left = reader, limit
-
-    def get_next(self) -> Any:
-        if self._left <= 0:
-            return None
-        self._left -= 1
-        return self._reader.get_next()
-
-
-def _calibration_reader(calibration: Any, limit: int | None) -> Any:
-    if calibration is None:
-        return None
-    if isinstance(calibration, Mapping):
-        return ArrayCalibrationReader(calibration, limit)
-    if callable(calibration) and not hasattr(calibration, "get_next"):
-        calibration = calibration()
-    if hasattr(calibration, "rewind"):
-        calibration.rewind()
-    return _LimitedReader(calibration, limit) if limit is not None else calibration
 
 
 @contextmanager
@@ -278,7 +163,7 @@ def compress(
         elif config.method == "static-int8":
             from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-            reader = _calibration_reader(calibration, config.calibration_samples)
+            reader = calibration_reader(calibration, config.calibration_samples)
             if reader is None and not (calibration_cache and calibration_cache.is_file()):
                 raise CompressionError(
                     "static-int8 needs calibration data (validation.calibration in slimserve.toml)"
@@ -400,37 +285,3 @@ def _matmul_nbits(
         "other_ops_int8": rest,
         "nodes_to_exclude": list(config.nodes_to_exclude),
     }
-
-
-def quantizable_nodes(model_path: Path, method: str = "dynamic-int8") -> list[tuple[str, str]]:
-    """(name, op_type) of the nodes onnxruntime's quantizer would turn to int8 with weights:
-    what keeping a node in fp32 can change. Nodes whose weight input is not a constant are
-    left out (the dynamic quantizer skips them with MatMulConstBOnly)."""
-    import onnx
-    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    # float weights worth quantizing (not shape indices, not scalars)
-    weights = {
-        init.name for init in model.graph.initializer
-        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and int(np.prod(init.dims)) >= 16
-    }
-    registry = set(IntegerOpsRegistry) | {"Gemm"} if method in ("dynamic-int8", "matmul-nbits") else set(QDQRegistry)
-    weighted = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather", "Attention", "EmbedLayerNormalization", "LSTM"}
-    chosen = []
-    for node in model.graph.node:
-        if node.op_type in registry and node.op_type in weighted and any(name in weights for name in node.input):
-            chosen.append((node.name, node.op_type))
-    return chosen
-
-
-def weight_bytes(model_path: Path) -> dict[str, int]:
-    """fp32 bytes of each node's constant inputs: what keeping the node fp32 costs in size."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    sizes = {init.name: int(np.prod(init.dims)) * 4 for init in model.graph.initializer}
-    return {node.name: sum(sizes.get(name, 0) for name in node.input) for node in model.graph.node}
-
-
-CalibrationSource = Callable[[], Any] | Mapping[str, np.ndarray] | None

@@ -8,14 +8,13 @@ Two ways, both on onnxruntime's own tools:
   there is some (auto does this: the held-out set only ever judges, it never chooses), else by
   the gate's margin. The nodes whose exclusion helps most are where accuracy is lost; ``auto``
   tries keeping them in fp32.
-- ``qdq_errors`` (static int8, QDQ): ``onnxruntime.quantization.qdq_loss_debug`` runs the fp32
-  and the QDQ model on calibration samples and reports each activation's and each weight's
-  signal-to-quantization-noise ratio (dB; lower is worse).
+- ``qdq_errors`` (static int8, QDQ; in ``qdq``): ``onnxruntime.quantization.qdq_loss_debug``
+  runs the fp32 and the QDQ model on calibration samples and reports each activation's and each
+  weight's signal-to-quantization-noise ratio (dB; lower is worse).
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -25,13 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from slimserve.build.compression.methods import (
-    ArrayCalibrationReader,
-    compress,
+from slimserve.build.compression.calibration import ArrayCalibrationReader
+from slimserve.build.compression.graph import (
     node_table,
     quantizable_nodes,
+    resolve_nodes,
     weight_bytes,
 )
+from slimserve.build.compression.latency import session_for
+from slimserve.build.compression.methods import compress, fuse_transformer
+from slimserve.build.compression.qdq import qdq_errors
 from slimserve.build.config import CompressionConfig
 from slimserve.build.errors import CompressionError
 from slimserve.build.gate.validate import GateResult
@@ -69,16 +71,12 @@ class OutputProbe:
     in fp32 with the gate's own data would tune the model on its test set."""
 
     def __init__(self, reference_model: Path, inputs: Mapping[str, np.ndarray], samples: int = 64) -> None:
-        from slimserve.build.compression.latency import session_for
-
         self.feeds = list(ArrayCalibrationReader(inputs, samples))
         session = session_for(reference_model, 1)
         self.reference = [session.run(None, feed)[0].astype(np.float64).ravel() for feed in self.feeds]
 
     def score(self, candidate: Path) -> tuple[float, float]:
         """(min, mean) cosine over the samples."""
-        from slimserve.build.compression.latency import session_for
-
         session = session_for(candidate, 1)
         cosines = []
         for feed, reference in zip(self.feeds, self.reference):
@@ -265,8 +263,6 @@ def ablation(
         scratch_path = Path(scratch)
         if config.transformer_fusion is not None:
             # Node names are those of the fused graph: ablate on it, and do not fuse again.
-            from slimserve.build.compression.methods import fuse_transformer
-
             fuse_transformer(source, scratch_path / "fused.onnx", config.transformer_fusion,
                              num_heads=config.fusion_num_heads, hidden_size=config.fusion_hidden_size)
             source = scratch_path / "fused.onnx"
@@ -278,8 +274,6 @@ def ablation(
         else:
             applied, base_path = baseline
         base_margin, base_fidelity, base_passed, _ = score(base_path)
-        from slimserve.build.compression.methods import resolve_nodes
-
         already = set(resolve_nodes(source, config.nodes_to_exclude, config.op_types_to_exclude))
         sizes = weight_bytes(source)
         ops = dict(node_table(source))
@@ -328,70 +322,6 @@ def ablation(
         complete=complete,
         seconds=time.monotonic() - started,
     )
-
-
-def _sqnr(reference: list[np.ndarray], noisy: list[np.ndarray]) -> float:
-    from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
-
-    value = compute_signal_to_quantization_noice_ratio(reference, noisy)
-    return float(value) if math.isfinite(value) else 999.0
-
-
-def qdq_errors(float_model: Path, qdq_model: Path, inputs: Mapping[str, np.ndarray], *, samples: int = 32) -> list[dict[str, Any]]:
-    """Per-tensor SQNR of a static (QDQ) model, with onnxruntime's qdq_loss_debug: for
-    activations, the noise of the tensor's own Q/DQ pair and the difference from the fp32
-    model's tensor (which accumulates upstream noise); for weights, dequantized vs fp32.
-    Sorted by the locally injected noise, worst first."""
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        create_activation_matching,
-        create_weight_matching,
-        modify_model_output_intermediate_tensors,
-    )
-
-    producers = {output: node.name for node in _load_nodes(float_model) for output in node.output}
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="slimserve-qdq-") as scratch:
-        float_aug = str(Path(scratch) / "float_aug.onnx")
-        qdq_aug = str(Path(scratch) / "qdq_aug.onnx")
-        modify_model_output_intermediate_tensors(str(float_model), float_aug)
-        modify_model_output_intermediate_tensors(str(qdq_model), qdq_aug)
-        float_acts = collect_activations(float_aug, ArrayCalibrationReader(inputs, samples))
-        qdq_acts = collect_activations(qdq_aug, ArrayCalibrationReader(inputs, samples))
-    matched = create_activation_matching(qdq_acts, float_acts)
-    for tensor, match in matched.items():
-        row = {
-            "tensor": tensor,
-            "kind": "activation",
-            "node": producers.get(tensor),
-            "qdq_sqnr_db": _sqnr(match["pre_qdq"], match["post_qdq"]),
-            "xmodel_sqnr_db": _sqnr(match["float"], match["post_qdq"]) if match.get("float") else None,
-        }
-        rows.append(row)
-    consumers: dict[str, str] = {}
-    for node in _load_nodes(float_model):
-        for name in node.input:
-            consumers.setdefault(name, node.name)
-    for weight, match in create_weight_matching(str(float_model), str(qdq_model)).items():
-        rows.append(
-            {
-                "tensor": weight,
-                "kind": "weight",
-                "node": consumers.get(weight),
-                "qdq_sqnr_db": _sqnr([match["float"]], [match["dequantized"]]),
-                "xmodel_sqnr_db": None,
-            }
-        )
-
-    # Sorted by the noise each tensor's own Q/DQ injects (where accuracy is lost); the
-    # cross-model SQNR also accumulates everything upstream, so it is reported beside it.
-    return sorted(rows, key=lambda row: row["qdq_sqnr_db"])
-
-
-def _load_nodes(model_path: Path) -> list[Any]:
-    import onnx
-
-    return list(onnx.load(str(model_path), load_external_data=False).graph.node)
 
 
 def sensitivity_report(

@@ -29,7 +29,7 @@ class Evaluator(Protocol):
 # metric -> (module, class): the one place an evaluator is registered.
 EVALUATORS: dict[str, tuple[str, str]] = {
     "accuracy": ("slimserve.build.gate.accuracy", "AccuracyEvaluator"),
-    "cosine": ("slimserve.build.gate.embedding", "CosineEvaluator"),
+    "cosine": ("slimserve.build.gate.cosine", "CosineEvaluator"),
 }
 
 

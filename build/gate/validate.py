@@ -91,13 +91,18 @@ def batched(predict: Predictor, inputs: dict[str, np.ndarray], batch_size: int) 
     return np.concatenate(parts, axis=0)
 
 
-def onnx_predictor(model_path: Path, output_name: str | None = None, threads: int = 1) -> Predictor:
+def onnx_session(model_path: Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op threads and one inter-op thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predictor(model_path: Path, output_name: str | None = None, threads: int = 1) -> Predictor:
+    session = onnx_session(model_path, threads)
     names = [output_name] if output_name else [session.get_outputs()[0].name]
 
     def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from slimserve.build import paths
-from slimserve.build.compression.auto import compress_and_gate, prepare_source
+from slimserve.build.compression.stage import compress_and_gate, prepare_source
 from slimserve.build.config import BuildConfig, load_config
 from slimserve.build.errors import ConfigError, GateFailed
 from slimserve.build.gate.evaluate import evaluator_for
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
+from slimserve.build.pipeline.interface import interface_for
 from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.report import write_plot, write_report
 from slimserve.build.pipeline.source import load_callable, load_torch_model, resolve_weights
 from slimserve.handler.app import OPENAPI_FILE
-from slimserve.handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime, TensorSpec
+from slimserve.handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime
 from slimserve.handler.model import load_model
 
 MODEL_FILE = "model.onnx"
@@ -46,39 +47,6 @@ class BuildResult:
 
 def default_out(config: BuildConfig) -> Path:
     return paths.dist_dir(config.root, config.name)
-
-
-def api_inputs(config: BuildConfig) -> list[TensorSpec]:
-    """What the API takes: the model's inputs, or text for the embedding task."""
-    if config.task == "embedding":
-        from slimserve.build.gate.embedding import api_inputs as embedding_inputs
-
-        return embedding_inputs(config)
-    return list(config.export.inputs)
-
-
-def extra_model_files(config: BuildConfig) -> dict[str, Path]:
-    """Files the handler needs beside the model (e.g. the tokenizer), by name in model/."""
-    if config.task == "embedding":
-        from slimserve.build.gate.embedding import extra_model_files as embedding_files
-
-        return embedding_files(config)
-    return {}
-
-
-def api_outputs(config: BuildConfig) -> list[TensorSpec]:
-    """What the API returns: the model's outputs plus the task's extras."""
-    if config.task == "embedding":
-        from slimserve.build.gate.embedding import api_outputs as embedding_outputs
-
-        return embedding_outputs(config)
-    outputs = list(config.export.outputs)
-    if config.task == "classification":
-        outputs += [
-            TensorSpec(name="label", datatype="BYTES", shape=[-1, -1]),
-            TensorSpec(name="score", datatype="FP32", shape=[-1, -1]),
-        ]
-    return outputs
 
 
 def _remove_outputs(out: Path) -> None:
@@ -171,8 +139,9 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
     model_path = out / MODEL_FILE
     shutil.copyfile(compressed_path, model_path)
+    interface = interface_for(config)
     extra_files: dict[str, Path] = {}
-    for name, path in extra_model_files(config).items():
+    for name, path in interface.model_files(config).items():
         shutil.copyfile(path, out / name)
         extra_files[name] = out / name
     manifest = Manifest(
@@ -182,8 +151,8 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         task=config.task,
         model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
         files={name: sha256_file(path) for name, path in extra_files.items()},
-        inputs=api_inputs(config),
-        outputs=api_outputs(config),
+        inputs=interface.api_inputs(config),
+        outputs=interface.api_outputs(config),
         labels=config.labels,
         task_options=config.task_options,
         compression=applied,

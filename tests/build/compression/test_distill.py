@@ -16,7 +16,6 @@ from slimserve.build.errors import ConfigError
 from slimserve.build.gate.accuracy import AccuracyEvaluator
 from slimserve.build.gate.reference import Reference
 from slimserve.build.pipeline.export import export_onnx
-from slimserve.build.pipeline.source import load_torch_model
 
 from repo import REPO_ROOT
 
@@ -24,17 +23,13 @@ EXAMPLE = REPO_ROOT / "examples" / "digits-distilled"
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("distill")
-    config = load_config(EXAMPLE)
-    model = load_torch_model(config)
-    fp32 = export_onnx(model, config.export, folder / "teacher.onnx")
-    return {"config": config, "model": model, "fp32": fp32, "folder": folder}
+def teacher(torch_example):
+    return torch_example(EXAMPLE, "teacher")
 
 
 def test_distilled_student_is_10x_smaller_and_passes_the_gate(teacher) -> None:
     """The digits-distilled example through the pipeline's entry points."""
-    from slimserve.build.compression.auto import compress_and_gate, prepare_source
+    from slimserve.build.compression.stage import compress_and_gate, prepare_source
     from slimserve.build.pipeline.progress import Steps
 
     config, folder = teacher["config"], teacher["folder"]

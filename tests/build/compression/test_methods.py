@@ -26,7 +26,7 @@ from slimserve.build.gate.accuracy import AccuracyEvaluator
 from slimserve.build.gate.reference import Reference, load_dataset
 
 from repo import REPO_ROOT
-from toymodels import MINIMAL_CONFIG, offset_model, outlier_model
+from toymodels import MINIMAL_CONFIG, offset_model
 
 DIGITS = REPO_ROOT / "examples" / "digits"
 
@@ -57,18 +57,9 @@ def matmul_model(source: Path, destination: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from slimserve.build.pipeline.export import export_onnx
-    from slimserve.build.pipeline.source import load_torch_model
-
+def models(digits_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("compress-models")
-    config = load_config(DIGITS)
-    fp32 = export_onnx(load_torch_model(config), config.export, folder / "fp32.onnx")
-    paths = {
-        "fp32": fp32,
-        "outlier": outlier_model(fp32, folder / "outlier.onnx"),
-        "offset": offset_model(fp32, folder / "offset.onnx"),
-    }
+    paths = {**digits_models, "offset": offset_model(digits_models["fp32"], folder / "offset.onnx")}
     optimized = {name: optimize(path, folder / f"{name}-optimized.onnx") for name, path in paths.items()}
     # onnxruntime's optimizer would fuse MatMul + Add back into Gemm: these stay unoptimized
     for name in ("fp32", "outlier"):
@@ -290,21 +281,6 @@ def test_config_defaults_are_backwards_compatible(tmp_path: Path) -> None:
     assert (compression.activation_type, compression.calibrate_method, compression.percentile) == ("uint8", "MinMax", None)
     assert compression.nodes_to_exclude == [] and compression.op_types_to_exclude == [] and compression.transformer_fusion is None
     assert config.prune is None and config.distill is None
-
-
-def test_calibration_reader_cuts_token_padding_per_sample() -> None:
-    from slimserve.build.compression.methods import ArrayCalibrationReader
-
-    ids = np.array([[101, 7, 102, 0, 0], [101, 8, 9, 10, 102]], dtype=np.int64)
-    mask = (ids != 0).astype(np.int64)
-    reader = ArrayCalibrationReader({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-    feeds = list(reader)
-    assert [feed["input_ids"].tolist() for feed in feeds] == [[[101, 7, 102]], [[101, 8, 9, 10, 102]]]
-    assert all(feed["attention_mask"].all() and feed["token_type_ids"].shape == feed["input_ids"].shape for feed in feeds)
-    reader.rewind()
-    reader.trim_padding = False  # histogram calibrators (Entropy, Percentile) need one shape
-    assert [feed["input_ids"].shape for feed in reader] == [(1, 5), (1, 5)]
-    assert len(ArrayCalibrationReader({"x": np.zeros((10, 2))}, limit=3)) == 3
 
 
 def test_optimize_leaves_nothing_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits_build: Path) -> None:

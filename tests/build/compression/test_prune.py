@@ -21,7 +21,6 @@ from slimserve.build.errors import ConfigError, PruneError
 from slimserve.build.gate.accuracy import AccuracyEvaluator
 from slimserve.build.gate.reference import Reference
 from slimserve.build.pipeline.export import export_onnx
-from slimserve.build.pipeline.source import load_torch_model
 
 from repo import REPO_ROOT
 
@@ -60,17 +59,13 @@ def finetune(model, epochs=10):
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("prune")
-    config = load_config(DIGITS)
-    model = load_torch_model(config)
-    fp32 = export_onnx(model, config.export, folder / "fp32.onnx")
-    evaluator = AccuracyEvaluator(config, Reference(fp32, model, ["pixels"]))
-    return {"config": config, "model": model, "fp32": fp32, "evaluator": evaluator, "folder": folder}
+def digits(torch_example):
+    digits = torch_example(DIGITS, "fp32")
+    return digits | {"evaluator": AccuracyEvaluator(digits["config"], Reference(digits["fp32"], digits["model"], ["pixels"]))}
 
 
 @pytest.fixture(scope="module")
-def finetune_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finetune_example(digits_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the digits example with a finetune.py and a [prune] section."""
     import shutil
 
@@ -139,7 +134,7 @@ def test_structured_pruning_with_finetune_from_config_passes(digits, finetune_ex
 
 
 def test_prepare_source_prunes_exports_and_reports_what_it_buys(digits, finetune_example: Path) -> None:
-    from slimserve.build.compression.auto import prepare_source
+    from slimserve.build.compression.stage import prepare_source
 
     config = load_config(finetune_example)
     reference = Reference(digits["fp32"], digits["model"], ["pixels"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import slimserve.build.compression.auto as search
+import slimserve.build.compression.stage as stage
 from slimserve.build.errors import ConfigError, GateFailed
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.run import run_build
@@ -55,7 +55,7 @@ def damaged_int8(monkeypatch: pytest.MonkeyPatch) -> None:
     import onnx
     from onnx import numpy_helper
 
-    real_compress = search.compress
+    real_compress = stage.compress
 
     def damaging_compress(source, destination, config, **kwargs):
         applied = real_compress(source, destination, config, **kwargs)
@@ -69,7 +69,7 @@ def damaged_int8(monkeypatch: pytest.MonkeyPatch) -> None:
         onnx.save(model, str(destination))
         return applied
 
-    monkeypatch.setattr(search, "compress", damaging_compress)
+    monkeypatch.setattr(stage, "compress", damaging_compress)
 
 
 def test_gate_failure_exits_with_explanation_and_no_zip(tmp_path: Path, digits_build: Path, damaged_int8: None) -> None:
