@@ -6,17 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slimserve.build.figures import pyplot, save_figure
+
 ENGINE_COLORS = {"pytorch_eager_fp32": "#d62728", "onnxruntime_fp32": "#1f77b4", "slimserve": "#2ca02c"}
 ENGINE_LABELS = {"pytorch_eager_fp32": "PyTorch eager fp32", "onnxruntime_fp32": "ONNX Runtime fp32", "slimserve": "slimserve"}
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _examples(results: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
@@ -127,13 +120,11 @@ def write_plots(results: dict[str, Any], out: Path) -> list[str]:
         examples = [(name, record) for name, record in _examples(results, section) if plottable(record)]
         if not examples:
             continue
-        figure, axes = _pyplot().subplots(
+        figure, axes = pyplot().subplots(
             rows, len(examples), figsize=(column_width * len(examples), height), squeeze=False
         )
         for column, (name, record) in enumerate(examples):
             draw([axes[row][column] for row in range(rows)], name, record)
-        figure.tight_layout()
-        figure.savefig(out / file, dpi=110)
-        _pyplot().close(figure)
+        save_figure(figure, out / file)
         written.append(file)
     return written

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from slimserve.build.figures import pyplot, save_figure
 from slimserve.build.gate.validate import GateResult
 
 
@@ -66,12 +67,7 @@ def write_report(
 
 
 def write_plot(path: Path, *, name: str, gate: GateResult, sizes: dict[str, int]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (size_axis, metric_axis) = plt.subplots(1, 2, figsize=(9, 3.6))
+    figure, (size_axis, metric_axis) = pyplot().subplots(1, 2, figsize=(9, 3.6))
     labels = ["fp32 ONNX", "shipped"]
     values = [sizes["reference_bytes"] / 1024, sizes["model_bytes"] / 1024]
     bars = size_axis.bar(labels, values, color=["#999999", "#2a7ab0"])
@@ -85,7 +81,4 @@ def write_plot(path: Path, *, name: str, gate: GateResult, sizes: dict[str, int]
     metric_axis.set_ylim(max(0.0, low), 1.0 + 0.005)
     metric_axis.set_title(f"{gate.metric} ({'passed' if gate.passed else 'FAILED'})")
     figure.suptitle(f"slimserve: {name}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
