@@ -67,9 +67,9 @@ NoTemplateOption = Annotated[
 def _emulation_inputs(
     target: Path, template: Optional[Path], no_template: bool, option: list[str], flags: dict[str, object]
 ) -> dict[str, object]:
-    """What `local` / `invoke --event` emulate: --template, else the template `slimserve synth`
-    would produce for the same target and options (synthesized once, cached), else (with
-    --no-template) the manifest's defaults."""
+    """What `local` / `invoke --event` emulate, as LocalRunOptions fields: --template, else the
+    template `slimserve synth` would produce for the same target and options (synthesized once,
+    cached), else (with --no-template) the manifest's defaults."""
     if template is not None and no_template:
         _fail("give --template PATH or --no-template, not both", 2)
     if template is not None:
@@ -103,11 +103,12 @@ def local(
     """Serve the built lambda.zip on 127.0.0.1 the way the stack's Lambda and API Gateway would
     (the API shape, auth, stage, limits and function settings come from the stack's template)."""
     from slimserve.build.errors import LocalRunError
+    from slimserve.build.local.options import LocalRunOptions
     from slimserve.build.local.run import serve
 
     inputs = _emulation_inputs(target, template, no_template, option, {"api": api, "auth": auth, "package": package})
     try:
-        serve(target, port, python=python, api_key=api_key, **inputs)  # type: ignore[arg-type]
+        serve(target, LocalRunOptions(port=port, python=python, api_key=api_key, **inputs))  # type: ignore[arg-type]
     except LocalRunError as exc:
         _fail(str(exc))
 
@@ -132,6 +133,7 @@ def invoke(
         _fail("give exactly one of --event FILE or --url URL", 2)
     if event is not None:
         from slimserve.build.errors import LocalRunError
+        from slimserve.build.local.options import LocalRunOptions
         from slimserve.build.local.run import invoke_event
 
         try:
@@ -140,7 +142,7 @@ def invoke(
             _fail(f"cannot read event {event}: {exc}", 2)
         inputs = _emulation_inputs(target, template, no_template, option, {})
         try:
-            result = invoke_event(target, payload, **inputs)  # type: ignore[arg-type]
+            result = invoke_event(target, payload, LocalRunOptions(**inputs))  # type: ignore[arg-type]
         except LocalRunError as exc:
             _fail(str(exc))
         out.print_json(data=result)

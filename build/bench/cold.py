@@ -274,7 +274,7 @@ def measure_cold_start(
     console: Console | None = None,
     status: Callable[[str], None] = lambda text: None,
 ) -> dict[str, Any]:
-    from slimserve.build.local.taskroot import new_work_dir, remove_tree, shared_task_root
+    from slimserve.build.local.taskroot import close_work_dir, new_work_dir, shared_task_root
     from slimserve.build.paths import cache_dir as default_cache_dir
     from slimserve.build.pipeline.bundle import find_python
 
@@ -356,4 +356,4 @@ def measure_cold_start(
             "errors": sum(len(contender.errors) for contender in contenders),
         }
     finally:
-        remove_tree(work)
+        close_work_dir(work)

@@ -109,6 +109,7 @@ def measure_load(
     cache_dir: Path | None = None,
     status: Callable[[str], None] = lambda text: None,
 ) -> dict[str, Any]:
+    from slimserve.build.local.options import LocalRunOptions
     from slimserve.build.local.run import running
 
     quiet = Console(file=open(os.devnull, "w"), quiet=True)  # noqa: SIM115 - closed with the console
@@ -123,7 +124,8 @@ def measure_load(
             by_environments.setdefault(environments, []).append((concurrency, count, time_cap_s))
         for environments, group in by_environments.items():
             status(f"{example.name}: load, starting {environments} environment(s)")
-            with running(example.dist, concurrency=environments, cache_dir=cache_dir, console=quiet) as server:
+            options = LocalRunOptions(concurrency=environments, cache_dir=cache_dir)
+            with running(example.dist, options, console=quiet) as server:
                 emulated = server.emulated
                 instances = server.function.pool.instances
                 pids = [instance.pid for instance in instances]

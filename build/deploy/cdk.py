@@ -53,16 +53,23 @@ RequireApproval = Literal["never", "any-change", "broadening"]
 OptionsInput = StackOptions | Mapping[str, Any] | str | None
 
 
-def synth(manifest_path: Path, out_dir: Path, options: OptionsInput = None) -> Path:
+def synth(
+    manifest_path: Path,
+    out_dir: Path,
+    options: OptionsInput = None,
+    *,
+    environment: Mapping[str, str] | None = None,
+) -> Path:
     """Synthesize the stack into ``out_dir`` (a cloud assembly); returns the template path.
 
     Runs cdk-nag (AwsSolutions + Serverless) and CDK's template validation: any unacknowledged
-    finding fails the synth with the findings printed.
+    finding fails the synth with the findings printed. ``environment``: variables set for the
+    CLI on top of the offline environment (this process's own is never changed).
     """
     manifest_path, stack_options, stack_name = _prepare(manifest_path, options)
     _run_cli(
         ["synth", "--quiet", *_app_args(manifest_path, stack_options, out_dir)],
-        env=_offline_env(),
+        env=_offline_env() | dict(environment or {}),
     )
     template = out_dir / f"{stack_name}.template.json"
     if not template.is_file():

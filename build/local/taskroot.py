@@ -1,11 +1,16 @@
-"""Task roots and work folders of local runs.
+"""Task roots and work folders of local runs; nothing outlives the runs that use it.
 
+- ``new_work_dir``: a private folder per run, ``<cache>/local-runs/<pid>-<name>-<random>`` (the
+  per-environment TMPDIR, an emulation's private task root, the run's claim on a task root);
 - ``shared_task_root``: lambda.zip unpacked once per content digest under
-  ``<cache>/task-roots``, read-only like Lambda's /var/task, shared by the runs of that zip and
-  pruned when old zips pile up (never while a live run uses it);
-- ``new_work_dir``: a private folder per run under ``<cache>/local-runs`` (the per-environment
-  TMPDIR, an emulation's private task root); folders of runs that died are removed;
+  ``<cache>/task-roots``, read-only like Lambda's /var/task, shared by the live runs of that zip;
+- ``close_work_dir``: removes the run's folder, and its task root unless another live run uses
+  it. A run killed hard (SIGKILL) leaves both behind; the next run removes every work folder
+  whose process is gone and every task root no live run claims;
 - ``strip_bundled_packages``: the emulation's surgery on a private task root.
+
+Claims, unpacking and removals happen under one file lock (``<cache>/task-roots/.lock``), so a
+task root never disappears between another run's claim and its use, nor is unpacked twice.
 """
 
 from __future__ import annotations
@@ -15,17 +20,18 @@ import os
 import shutil
 import stat
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
+from filelock import FileLock
 from rich.console import Console
 
 from slimserve.build.local.python import bundled_distributions
 
 _RUNS_DIR = "local-runs"
-_OWNER_FILE = "owner.pid"
-_TASK_ROOT_FILE = "task-root"
+_ROOTS_DIR = "task-roots"
+_LOCK_FILE = ".lock"
+_TASK_ROOT_FILE = "task-root"  # in a work folder: the name of the task root the run uses
 
 
 def unpack_zip(zip_path: Path, destination: Path) -> tuple[int, int]:
@@ -90,87 +96,10 @@ def remove_tree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def shared_task_root(cache_dir: Path, zip_path: Path, work_dir: Path, console: Console) -> Path:
-    """The zip unpacked once per content digest under ``<cache>/task-roots`` and shared,
-    read-only, by every run of that zip (a 100 MB bundle takes seconds to unpack). The run in
-    ``work_dir`` records its claim, so no other run prunes the folder while it is in use."""
-    digest = hashlib.sha256()
-    with zip_path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    roots = cache_dir / "task-roots"
-    root = roots / digest.hexdigest()[:24]
-    (work_dir / _TASK_ROOT_FILE).write_text(str(root))
-    if root.is_dir():
-        os.utime(root)  # most recently used: kept by the pruning below
-        console.print(f"task root for {zip_path} (unchanged zip): {root}")
-        return root
+def _lock(cache_dir: Path) -> FileLock:
+    roots = cache_dir / _ROOTS_DIR
     roots.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=roots))
-    try:
-        files, size = unpack_zip(zip_path, staging)
-        set_read_only(staging)
-        try:
-            staging.rename(root)  # atomic: a task root is complete or absent
-        except OSError:
-            if not root.is_dir():
-                raise
-    finally:
-        if staging.exists():
-            remove_tree(staging)
-    console.print(f"unpacked {zip_path} ({files} files, {size / 1e6:.1f} MB) into {root}")
-    _prune_task_roots(roots, keep=root)
-    return root
-
-
-def _prune_task_roots(roots: Path, *, keep: Path, newest: int = 4, idle_s: float = 600) -> None:
-    """Drop task roots of old zips (each rebuild makes one): all but the ``newest`` few, except
-    those a live run uses; the idle time covers a run that is about to claim one."""
-    candidates = sorted(
-        (p for p in roots.iterdir() if p.is_dir() and p != keep and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    in_use = _task_roots_in_use(roots.parent / _RUNS_DIR)
-    now = time.time()
-    for folder in candidates[newest - 1 :]:
-        if now - folder.stat().st_mtime > idle_s and folder not in in_use:
-            remove_tree(folder)
-
-
-def _task_roots_in_use(runs: Path) -> set[Path]:
-    """Task roots of runs whose process is alive (a server may run for days)."""
-    used: set[Path] = set()
-    if not runs.is_dir():
-        return used
-    for folder in runs.iterdir():
-        try:
-            owner = int((folder / _OWNER_FILE).read_text())
-            task_root = Path((folder / _TASK_ROOT_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if _process_alive(owner):
-            used.add(task_root)
-    return used
-
-
-def new_work_dir(cache_dir: Path, name: str) -> Path:
-    """A private folder for one run under ``<cache>/local-runs``. The cache sits beside the
-    project, and creating the zip's thousands of files there can be far quicker than in a
-    system temp folder that is watched or on a slow filesystem. Folders of runs whose process
-    is gone (killed hard) are removed first."""
-    runs = cache_dir / _RUNS_DIR
-    runs.mkdir(parents=True, exist_ok=True)
-    for folder in runs.iterdir():
-        try:
-            owner = int((folder / _OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if owner != os.getpid() and not _process_alive(owner):
-            remove_tree(folder)
-    work_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
-    (work_dir / _OWNER_FILE).write_text(str(os.getpid()))
-    return work_dir
+    return FileLock(roots / _LOCK_FILE)
 
 
 def _process_alive(pid: int) -> bool:
@@ -181,6 +110,105 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _owner(work_dir: Path) -> int | None:
+    """The process a work folder belongs to: its name starts with the pid, so a folder never
+    exists without its owner known (no owner file to write after creating it)."""
+    head = work_dir.name.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _live_work_dirs(cache_dir: Path) -> list[Path]:
+    runs = cache_dir / _RUNS_DIR
+    if not runs.is_dir():
+        return []
+    return [
+        folder
+        for folder in runs.iterdir()
+        if (owner := _owner(folder)) is not None and _process_alive(owner)
+    ]
+
+
+def _claimed_roots(cache_dir: Path) -> set[str]:
+    """Names of the task roots live runs use (a server may run for days)."""
+    claimed: set[str] = set()
+    for folder in _live_work_dirs(cache_dir):
+        try:
+            claimed.add((folder / _TASK_ROOT_FILE).read_text())
+        except OSError:
+            continue  # an emulation, or a run that has not claimed one yet
+    return claimed
+
+
+def _remove_leftovers(cache_dir: Path) -> None:
+    """Under the lock: work folders of runs whose process is gone (killed hard), task roots no
+    live run claims, and half-unpacked ones (unpacking happens under the lock, so any staging
+    folder seen here belongs to a run that died)."""
+    runs = cache_dir / _RUNS_DIR
+    live = set(_live_work_dirs(cache_dir))
+    if runs.is_dir():
+        for folder in runs.iterdir():
+            if folder not in live:
+                remove_tree(folder)
+    claimed = _claimed_roots(cache_dir)
+    for folder in (cache_dir / _ROOTS_DIR).iterdir():
+        if folder.is_dir() and folder.name not in claimed:
+            remove_tree(folder)
+
+
+def new_work_dir(cache_dir: Path, name: str) -> Path:
+    """A private folder for one run under ``<cache>/local-runs``; give it back with
+    ``close_work_dir``. The cache sits beside the project, and creating the zip's thousands of
+    files there can be far quicker than in a system temp folder that is watched or on a slow
+    filesystem. Leftovers of runs that were killed hard are removed first."""
+    with _lock(cache_dir):
+        _remove_leftovers(cache_dir)
+        runs = cache_dir / _RUNS_DIR
+        runs.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-", dir=runs))
+
+
+def shared_task_root(cache_dir: Path, zip_path: Path, work_dir: Path, console: Console) -> Path:
+    """The zip unpacked once per content digest under ``<cache>/task-roots`` and shared,
+    read-only, by the live runs of that zip (a 100 MB bundle takes seconds to unpack). The run
+    in ``work_dir`` (from ``new_work_dir``) records its claim: no other run removes the folder
+    while it is in use, and ``close_work_dir`` removes it once no live run uses it."""
+    digest = hashlib.sha256()
+    with zip_path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    roots = cache_dir / _ROOTS_DIR
+    root = roots / digest.hexdigest()[:24]
+    with _lock(cache_dir):
+        (work_dir / _TASK_ROOT_FILE).write_text(root.name)
+        if root.is_dir():
+            console.print(f"task root for {zip_path} (shared with a live run of this zip): {root}")
+            return root
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=roots))
+        try:
+            files, size = unpack_zip(zip_path, staging)
+            set_read_only(staging)
+            staging.rename(root)  # a task root is complete or absent, even after a crash
+        finally:
+            if staging.exists():
+                remove_tree(staging)
+    console.print(f"unpacked {zip_path} ({files} files, {size / 1e6:.1f} MB) into {root}")
+    return root
+
+
+def close_work_dir(work_dir: Path) -> None:
+    """Remove a run's folder (from ``new_work_dir``) and the task root it claimed, unless
+    another live run claims that one too."""
+    cache_dir = work_dir.parent.parent
+    with _lock(cache_dir):
+        try:
+            claimed = (work_dir / _TASK_ROOT_FILE).read_text()
+        except OSError:
+            claimed = None
+        remove_tree(work_dir)
+        if claimed and claimed not in _claimed_roots(cache_dir):
+            remove_tree(cache_dir / _ROOTS_DIR / claimed)
 
 
 def handler_top_level(handler: str) -> str:

@@ -1,21 +1,14 @@
-"""API Gateway <-> Lambda translation, as pure functions (no sockets, no processes).
-
-Two directions:
-- an HTTP request becomes a Lambda proxy event: HTTP API payload 2.0, HTTP API payload 1.0, or
-  REST API (which always uses the 1.0 shape);
-- the function's JSON result becomes an HTTP response, with API Gateway's rules for what counts
-  as a malformed result (502) and when a base64 body is decoded.
+"""API Gateway -> Lambda: an HTTP request becomes a Lambda proxy event, as pure functions (no
+sockets, no processes): HTTP API payload 2.0, HTTP API payload 1.0, or REST API (which always
+uses the 1.0 shape). The way back (the function's result -> HTTP response) is responses.py.
 
 Facts encoded here (see docs of API Gateway; measured behaviour noted where the docs are silent):
 - HTTP API lower-cases header names, joins repeated headers and query parameters with commas
   (2.0), moves the Cookie header into ``cookies`` (2.0) and base64-encodes every request body
   whose Content-Type is not text/*, application/json, application/xml or application/javascript
   (a missing Content-Type and form posts count as binary).
-- REST API keeps header case, base64-encodes a request body only when its Content-Type matches
-  ``binaryMediaTypes``, and decodes a base64 response only when the request's first Accept type
-  matches them.
-- HTTP API 2.0: a result that is valid JSON but not an object with ``statusCode`` is sent as a
-  200 application/json body. Payload 1.0 has no such inference.
+- REST API keeps header case and base64-encodes a request body only when its Content-Type
+  matches ``binaryMediaTypes``.
 - What the authorizer learnt reaches the function: HTTP API 2.0 puts it in
   ``requestContext.authorizer`` (``jwt.claims``/``scopes``, or ``iam``), payload 1.0 in
   ``requestContext.identity`` (``accessKey``, ``apiKey``, ``apiKeyId``). Locally nothing is
@@ -25,8 +18,6 @@ Facts encoded here (see docs of API Gateway; measured behaviour noted where the 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 import secrets
 import time
 import uuid
@@ -94,10 +85,6 @@ class RouteMatch:
     route_key: str  # "$default" or "ANY /{proxy+}" (HTTP API routeKey)
     resource: str  # REST "resource": "/{proxy+}"; for "$default" the request path
     path_parameters: dict[str, str]
-
-
-class InvalidLambdaResponse(ValueError):
-    """The function answered, but not in a shape API Gateway accepts (API Gateway: 502)."""
 
 
 def media_type(content_type: str | None) -> str:
@@ -367,100 +354,3 @@ def build_v1_event(
         event["version"] = "1.0"
         event["requestContext"]["routeKey"] = match.route_key
     return event
-
-
-def _header_value(value: Any) -> str:
-    # API Gateway accepts scalars and stringifies them; objects and lists are malformed.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise InvalidLambdaResponse(f"header value {value!r} is not a string")
-
-
-def _status(value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidLambdaResponse("statusCode must be an integer")
-    try:
-        status = int(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidLambdaResponse(f"statusCode {value!r} is not an integer") from exc
-    if not 100 <= status <= 599:
-        raise InvalidLambdaResponse(f"statusCode {status} is out of range")
-    return status
-
-
-def _body_bytes(result: Mapping[str, Any], decode_base64: bool) -> bytes:
-    body = result.get("body")
-    if body is None:
-        return b""
-    if not isinstance(body, str):
-        raise InvalidLambdaResponse("body must be a string")
-    if result.get("isBase64Encoded") is True and decode_base64:
-        try:
-            return base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidLambdaResponse("isBase64Encoded is true but body is not base64") from exc
-    return body.encode("utf-8")
-
-
-def http_response_from_v2_result(payload: bytes) -> HttpResponse:
-    """Translate a function result for HTTP API payload 2.0."""
-    try:
-        result = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidLambdaResponse("the function result is not JSON") from exc
-    if not isinstance(result, dict) or "statusCode" not in result:
-        # HTTP API 2.0 infers a 200 JSON response from any other valid JSON.
-        return HttpResponse(200, [("content-type", "application/json")], payload)
-
-    headers: list[tuple[str, str]] = []
-    raw_headers = result.get("headers") or {}
-    if not isinstance(raw_headers, dict):
-        raise InvalidLambdaResponse("headers must be an object")
-    for name, value in raw_headers.items():
-        headers.append((str(name), _header_value(value)))
-    # multiValueHeaders belong to payload 1.0; HTTP API ignores them in a 2.0 result.
-    cookies = result.get("cookies") or []
-    if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
-        raise InvalidLambdaResponse("cookies must be a list of strings")
-    headers.extend(("set-cookie", cookie) for cookie in cookies)
-    return HttpResponse(_status(result["statusCode"]), headers, _body_bytes(result, True))
-
-
-def http_response_from_v1_result(
-    payload: bytes,
-    *,
-    api_type: ApiType,
-    accept: str | None,
-    binary_media_types: Sequence[str] = (),
-) -> HttpResponse:
-    """Translate a function result for payload 1.0 (REST API, or HTTP API with format 1.0)."""
-    try:
-        result = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidLambdaResponse("the function result is not JSON") from exc
-    if not isinstance(result, dict) or "statusCode" not in result:
-        raise InvalidLambdaResponse("payload 1.0 results need a statusCode")
-
-    single = result.get("headers") or {}
-    multi = result.get("multiValueHeaders") or {}
-    if not isinstance(single, dict) or not isinstance(multi, dict):
-        raise InvalidLambdaResponse("headers and multiValueHeaders must be objects")
-    headers: list[tuple[str, str]] = []
-    multi_names = {str(name).lower() for name in multi}
-    for name, value in single.items():
-        if str(name).lower() not in multi_names:
-            headers.append((str(name), _header_value(value)))
-    for name, values in multi.items():
-        if not isinstance(values, list):
-            raise InvalidLambdaResponse("multiValueHeaders values must be lists")
-        headers.extend((str(name), _header_value(value)) for value in values)
-
-    if api_type == "rest":
-        # Only the first Accept type counts (documented REST API behaviour).
-        first_accept = media_type((accept or "").split(",", 1)[0])
-        decode = media_type_matches(first_accept, binary_media_types)
-    else:
-        decode = True
-    return HttpResponse(_status(result["statusCode"]), headers, _body_bytes(result, decode))

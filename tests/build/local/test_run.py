@@ -1,4 +1,6 @@
-"""`slimserve local` / `invoke` end to end: real zips, real awslambdaric, real sockets.
+"""`slimserve local` / `invoke` end to end (build/local/run.py): real zips, real awslambdaric,
+real sockets. What the handler receives and what comes back, failures and limits, concurrency,
+targets and ``invoke_event``.
 
 The runtime client is pip-installed once into the project's .cache/ (needs PyPI the first time,
 then it is reused). Servers are shared per module where tests do not disturb each other.
@@ -7,125 +9,24 @@ then it is reused). Servers are shared per module where tests do not disturb eac
 from __future__ import annotations
 
 import base64
-import io
 import json
-import os
-import stat
-import sys
 import threading
 import time
-import zipfile
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
-from rich.console import Console
 
-from slimserve.build.errors import FunctionError, FunctionStartError, LocalRunError
-from slimserve.build.local.apigw.gateway import GatewayConfig
-from slimserve.build.local.python import current_python, ensure_runtime_client, find_python
+from slimserve.build.errors import FunctionError, LocalRunError
+from slimserve.build.local.apigw.config import GatewayConfig
+from slimserve.build.local.apigw.routing import Route
+from slimserve.build.local.options import LocalRunOptions
 from slimserve.build.local.run import LocalServer, invoke_event, resolve_target, running
 
+from localkit import CACHE_DIR, make_build_dir, quiet_console
 from repo import REPO_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
 EVENTS = REPO_ROOT / "tests" / "events"
-CACHE_DIR = REPO_ROOT / ".cache"
-LOCAL_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
-ARCH = current_python().lambda_architecture
-
-
-# --- reusable helpers (also for the digits end-to-end test) --------------------------------------
-
-
-def write_lambda_zip(zip_path: Path, files: Mapping[str, str | bytes], mode: int = 0o644) -> Path:
-    """A zip like the build writes: world-readable entries (Lambda runs as another user)."""
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in sorted(files.items()):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = (stat.S_IFREG | mode) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, content)
-    return zip_path
-
-
-def make_build_dir(
-    folder: Path,
-    files: Mapping[str, str | bytes],
-    *,
-    name: str = "probe",
-    handler: str = "app.handler",
-    python: str = LOCAL_PYTHON,
-    architecture: str = ARCH,
-    timeout_s: int = 20,
-    memory_mb: int = 1024,
-    mode: int = 0o644,
-) -> Path:
-    """A build output folder (lambda.zip + manifest.json) around ``files``."""
-    write_lambda_zip(folder / "lambda.zip", files, mode)
-    manifest = {
-        "schema": 1,
-        "name": name,
-        "model": {"file": "model.onnx", "sha256": "0" * 64, "bytes": 0},
-        "inputs": [],
-        "outputs": [],
-        "runtime": {
-            "python": python,
-            "architecture": architecture,
-            "handler": handler,
-            "timeout_s": timeout_s,
-            "memory_mb": memory_mb,
-        },
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
-
-
-def fixture_source(name: str) -> str:
-    return (FIXTURES / name).read_text()
-
-
-def quiet_console() -> Console:
-    return Console(file=io.StringIO(), width=200, soft_wrap=True)
-
-
-def console_text(console: Console) -> str:
-    """What was printed, with panel borders and line wrapping undone."""
-    assert isinstance(console.file, io.StringIO)
-    return " ".join(console.file.getvalue().replace("│", " ").split())
-
-
-@pytest.fixture(scope="session")
-def cache_dir() -> Path:
-    # Installs the runtime client for this Python once (PyPI on the first run only).
-    ensure_runtime_client(CACHE_DIR, LOCAL_PYTHON, ARCH, compile_with=current_python())
-    return CACHE_DIR
-
-
-@pytest.fixture(scope="module")
-def probe_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_build_dir(
-        tmp_path_factory.mktemp("probe"), {"app.py": fixture_source("probe_app.py")}, timeout_s=2
-    )
-
-
-@pytest.fixture(scope="module")
-def probe(probe_build: Path, cache_dir: Path) -> Iterator[LocalServer]:
-    # AWS credentials in the developer's shell must never reach the function.
-    os.environ["AWS_ACCESS_KEY_ID"] = "AKIASHOULDNOTLEAK"
-    try:
-        with running(probe_build, cache_dir=cache_dir, console=quiet_console()) as server:
-            yield server
-    finally:
-        del os.environ["AWS_ACCESS_KEY_ID"]
-
-
-@pytest.fixture(scope="module")
-def client(probe: LocalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=probe.url, timeout=30) as http:
-        yield http
 
 
 def function_pid(client: httpx.Client) -> int:
@@ -228,48 +129,6 @@ def test_head_request_has_no_body(client: httpx.Client) -> None:
     assert response.content == b""
 
 
-# --- isolation and the Lambda environment ---------------------------------------------------
-
-
-def test_only_the_zip_and_the_standard_library_are_importable(client: httpx.Client) -> None:
-    # rich and httpx are installed where slimserve runs, but not in the zip.
-    for module in ("rich", "httpx", "numpy"):
-        answer = client.get("/import", params={"m": module}).json()
-        assert answer["imported"] is False, module
-        assert answer["error"].startswith("ModuleNotFoundError")
-    assert client.get("/import", params={"m": "json"}).json()["imported"] is True
-    # Lambda's runtime provides awslambdaric itself.
-    assert client.get("/import", params={"m": "awslambdaric"}).json()["imported"] is True
-
-
-def test_environment_looks_like_lambda(client: httpx.Client, probe: LocalServer) -> None:
-    info = client.get("/environment").json()
-    env = info["environ"]
-    assert info["python"] == LOCAL_PYTHON
-    assert env["LAMBDA_TASK_ROOT"] == info["cwd"]
-    assert info["sys_path"][0] == info["cwd"]
-    assert env["AWS_REGION"] == "us-east-1"
-    assert env["TZ"] == ":UTC"
-    assert env["_HANDLER"] == "app.handler"
-    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "probe" == info["function_name"]
-    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1024" == info["memory_limit_in_mb"]
-    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
-    assert not any(name.startswith("AWS_ACCESS_KEY") or name == "AWS_SESSION_TOKEN" for name in env)
-    assert "VIRTUAL_ENV" not in env
-    assert info["tmp_writable"] is True
-    assert 0 < info["remaining_ms"] <= 2000  # the manifest's 2 s timeout
-    assert info["invoked_function_arn"].endswith(":function:probe")
-    assert info["trace_id"].startswith("Root=1-")
-    assert probe.emulated is False
-
-
-def test_task_root_is_read_only(client: httpx.Client) -> None:
-    answer = client.get("/write-task-root").json()
-    assert answer["bits"] == 0  # no write permission on the task root or the code in it
-    if os.geteuid() != 0:  # root ignores permissions; everybody else is refused, as on Lambda
-        assert answer == {"written": False, "error": "PermissionError", "bits": 0}
-
-
 # --- failures ---------------------------------------------------------------------------------
 
 
@@ -331,7 +190,9 @@ def test_response_over_6_mb_is_a_502_and_the_next_request_works(client: httpx.Cl
 def test_concurrency_runs_requests_in_separate_environments(
     probe_build: Path, cache_dir: Path
 ) -> None:
-    with running(probe_build, cache_dir=cache_dir, console=quiet_console(), concurrency=2) as s:
+    with running(
+        probe_build, LocalRunOptions(cache_dir=cache_dir, concurrency=2), console=quiet_console()
+    ) as s:
         results: list[httpx.Response] = []
 
         def sleep_once() -> None:
@@ -352,7 +213,8 @@ def test_concurrency_runs_requests_in_separate_environments(
 
 def test_integration_timeout_is_a_503(probe_build: Path, cache_dir: Path) -> None:
     config = GatewayConfig(integration_timeout_s=0.5, function_timeout_s=5)
-    with running(probe_build, config=config, cache_dir=cache_dir, console=quiet_console()) as s:
+    options = LocalRunOptions(config=config, cache_dir=cache_dir)
+    with running(probe_build, options, console=quiet_console()) as s:
         started = time.monotonic()
         response = httpx.get(f"{s.url}/sleep", params={"s": "1.2"}, timeout=10)
         assert time.monotonic() - started < 1.1
@@ -360,48 +222,14 @@ def test_integration_timeout_is_a_503(probe_build: Path, cache_dir: Path) -> Non
         assert response.json() == {"message": "Service Unavailable"}
 
 
-def test_missing_dependency_fails_startup_with_the_import_error(
-    tmp_path: Path, cache_dir: Path
-) -> None:
-    build = make_build_dir(tmp_path, {"app.py": fixture_source("missing_dependency_app.py")})
-    started = time.monotonic()
-    with (
-        pytest.raises(FunctionStartError) as failure,
-        running(build, cache_dir=cache_dir, console=quiet_console()),
-    ):
-        pass
-    assert time.monotonic() - started < 20  # a clear failure, not a hang
-    assert failure.value.error_type == "Runtime.ImportModuleError"
-    assert "No module named 'numpy'" in str(failure.value)
-    assert "Unable to import module 'app'" in str(failure.value)
-
-
-def test_files_lambda_could_not_read_are_reported(tmp_path: Path, cache_dir: Path) -> None:
-    build = make_build_dir(
-        tmp_path, {"app.py": "def handler(e, c):\n    return {}\n", "data.txt": "x"}, mode=0o600
-    )
-    console = quiet_console()
-    with running(build, cache_dir=cache_dir, console=console) as server:
-        assert httpx.get(server.url + "/", timeout=30).status_code == 200  # fine for the owner
-    assert "2 entries of the zip are not world-readable (app.py, data.txt)" in console_text(console)
-
-
-def test_unknown_handler_fails_startup(tmp_path: Path, cache_dir: Path) -> None:
-    build = make_build_dir(tmp_path, {"app.py": "x = 1\n"}, handler="app.nope")
-    with (
-        pytest.raises(FunctionStartError) as failure,
-        running(build, cache_dir=cache_dir, console=quiet_console()),
-    ):
-        pass
-    assert failure.value.error_type == "Runtime.HandlerNotFound"
-
-
 def test_busy_port_fails_before_the_function_starts(probe: LocalServer, probe_build: Path) -> None:
     port = int(probe.url.rsplit(":", 1)[1])
     started = time.monotonic()
     with (
         pytest.raises(LocalRunError, match=f"cannot listen on 127.0.0.1:{port}"),
-        running(probe_build, port, cache_dir=CACHE_DIR, console=quiet_console()),
+        running(
+            probe_build, LocalRunOptions(port=port, cache_dir=CACHE_DIR), console=quiet_console()
+        ),
     ):
         pass
     assert time.monotonic() - started < 1
@@ -411,8 +239,6 @@ def test_busy_port_fails_before_the_function_starts(probe: LocalServer, probe_bu
 
 
 def test_rest_api_with_a_stage_sends_payload_1_events(probe_build: Path, cache_dir: Path) -> None:
-    from slimserve.build.local.apigw.gateway import Route
-
     config = GatewayConfig(
         api_type="rest",
         payload_format="1.0",
@@ -422,7 +248,8 @@ def test_rest_api_with_a_stage_sends_payload_1_events(probe_build: Path, cache_d
         function_timeout_s=5,
         binary_media_types=("image/png",),
     )
-    with running(probe_build, config=config, cache_dir=cache_dir, console=quiet_console()) as s:
+    options = LocalRunOptions(config=config, cache_dir=cache_dir)
+    with running(probe_build, options, console=quiet_console()) as s:
         assert s.url.endswith("/prod")
         with httpx.Client(base_url=s.url, timeout=30) as http:
             event = http.get("/items/echo?a=1&a=2", headers={"X-Mixed-Case": "v"}).json()
@@ -442,7 +269,7 @@ def test_rest_api_with_a_stage_sends_payload_1_events(probe_build: Path, cache_d
             assert failing.json() == {"message": "Internal server error"}
 
 
-# --- targets, invoke_event, emulation ---------------------------------------------------------
+# --- targets and invoke_event -------------------------------------------------------------------
 
 
 def test_project_folder_needs_a_build_and_finds_it_in_its_own_dist(
@@ -470,57 +297,16 @@ def test_neither_build_nor_example_is_a_clear_error(tmp_path: Path) -> None:
 def test_invoke_event_sends_a_recorded_event(probe_build: Path, cache_dir: Path) -> None:
     event = json.loads((EVENTS / "http-api-v2.json").read_text())
     event["rawPath"] = "/echo"
-    result = invoke_event(probe_build, event, cache_dir=cache_dir, console=quiet_console())
+    options = LocalRunOptions(cache_dir=cache_dir)
+    result = invoke_event(probe_build, event, options, console=quiet_console())
     assert result["statusCode"] == 200
     assert json.loads(result["body"]) == event
 
     event["rawPath"] = "/raise"
     with pytest.raises(FunctionError) as failure:
-        invoke_event(probe_build, event, cache_dir=cache_dir, console=quiet_console())
+        invoke_event(probe_build, event, options, console=quiet_console())
     assert failure.value.document["errorType"] == "ValueError"
     assert failure.value.document["errorMessage"] == "boom from the handler"
-
-
-FAKE_SIX = "raise ImportError('the bundled copy was built for another Python')\n"
-SIX_METADATA = "Metadata-Version: 2.1\nName: six\nVersion: 1.17.0\n\nsix\n"
-SIX_RECORD = "six.py,,\nsix-1.17.0.dist-info/METADATA,,\nsix-1.17.0.dist-info/RECORD,,\n"
-
-
-def test_missing_target_python_falls_back_to_a_labelled_emulation(
-    tmp_path: Path, cache_dir: Path
-) -> None:
-    build = make_build_dir(
-        tmp_path,
-        {
-            "app.py": fixture_source("needs_six_app.py"),
-            "six.py": FAKE_SIX,
-            "six-1.17.0.dist-info/METADATA": SIX_METADATA,
-            "six-1.17.0.dist-info/RECORD": SIX_RECORD,
-        },
-        python="3.99",
-    )
-    console = quiet_console()
-    with running(build, cache_dir=cache_dir, console=console) as server:
-        assert server.emulated is True
-        answer = httpx.get(server.url + "/", timeout=30).json()
-    assert answer["six_version"] == "1.17.0"
-    assert str(cache_dir / "emulation") in answer["six_file"]
-    output = console_text(console)
-    assert "EMULATION" in output
-    assert "Python 3.99, not found on this machine" in output
-
-
-@pytest.mark.skipif(find_python("3.12") is None, reason="no Python 3.12 on this machine")
-def test_lambdas_default_python_3_12_runs_as_built(tmp_path: Path) -> None:
-    # Cross-version install: pip of this interpreter fetches the 3.12 runtime client wheels.
-    build = make_build_dir(
-        tmp_path, {"app.py": fixture_source("probe_app.py")}, python="3.12", architecture=ARCH
-    )
-    with running(build, cache_dir=CACHE_DIR, console=quiet_console()) as server:
-        assert server.emulated is False
-        info = httpx.get(server.url + "/environment", timeout=30).json()
-    assert info["python"] == "3.12"
-    assert info["environ"]["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
 
 
 @pytest.mark.slow
@@ -528,7 +314,8 @@ def test_digits_build_serves_inference(request: pytest.FixtureRequest) -> None:
     pytest.importorskip("slimserve.build.pipeline.run", reason="the build pipeline is not there yet")
     digits_build: Path = request.getfixturevalue("digits_build")
     event = json.loads((EVENTS / "infer-digits.json").read_text())
-    with running(digits_build, cache_dir=CACHE_DIR, console=quiet_console()) as server:
+    options = LocalRunOptions(cache_dir=CACHE_DIR)
+    with running(digits_build, options, console=quiet_console()) as server:
         path = event["rawPath"]
         response = httpx.post(
             server.url + path,
@@ -538,31 +325,7 @@ def test_digits_build_serves_inference(request: pytest.FixtureRequest) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["outputs"]
-    result = invoke_event(digits_build, event, cache_dir=CACHE_DIR, console=quiet_console())
+    result = invoke_event(digits_build, event, options, console=quiet_console())
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["outputs"]
 
-
-def test_old_task_roots_are_pruned_but_never_one_in_use(tmp_path: Path) -> None:
-    from slimserve.build.local import taskroot as local_taskroot
-
-    roots = tmp_path / "task-roots"
-    old = time.time() - 3600
-    folders = []
-    for index in range(7):
-        folder = roots / f"root{index}"
-        folder.mkdir(parents=True)
-        os.utime(folder, (old + index, old + index))
-        folders.append(folder)
-    # A live run (this process) uses the oldest one.
-    run = tmp_path / "local-runs" / "run"
-    run.mkdir(parents=True)
-    (run / "owner.pid").write_text(str(os.getpid()))
-    (run / "task-root").write_text(str(folders[0]))
-    keep = roots / "current"
-    keep.mkdir()
-
-    local_taskroot._prune_task_roots(roots, keep=keep, newest=4)
-
-    remaining = sorted(p.name for p in roots.iterdir())
-    assert remaining == ["current", "root0", "root4", "root5", "root6"]

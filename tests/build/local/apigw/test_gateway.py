@@ -1,5 +1,5 @@
-"""API Gateway behaviour of the local front, without processes: routing, events, limits,
-timeouts and response translation against a fake function."""
+"""API Gateway behaviour of the local front (build/local/apigw/gateway.py), without processes:
+the events it sends, its limits, timeouts and error answers, against a fake function."""
 
 from __future__ import annotations
 
@@ -8,20 +8,14 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 
 import pytest
 
-from slimserve.build.local.apigw.events import (
-    HttpRequest,
-    InvalidLambdaResponse,
-    http_response_from_v1_result,
-    http_response_from_v2_result,
-    media_type_matches,
-)
-from slimserve.build.local.apigw.gateway import Gateway, GatewayConfig, Route, match_route
+from slimserve.build.local.apigw.config import GatewayConfig
+from slimserve.build.local.apigw.events import HttpRequest
+from slimserve.build.local.apigw.gateway import Gateway
+from slimserve.build.local.apigw.routing import Route
 from slimserve.build.local.runtime_api import InvocationResult
-from slimserve.handler.manifest import load_manifest
 
 from repo import EVENTS_DIR
 
@@ -58,38 +52,6 @@ def request(
 
 OK = {"statusCode": 200, "body": "ok"}
 
-
-# --- routes -------------------------------------------------------------------------------------
-
-
-def test_route_keys_parse_and_print() -> None:
-    assert Route.parse("$default") == Route("ANY", "$default")
-    assert Route.parse("get /items/{id}") == Route("GET", "/items/{id}")
-    assert Route.parse("POST /v2/{proxy+}").key == "POST /v2/{proxy+}"
-    with pytest.raises(ValueError):
-        Route.parse("items")
-
-
-def test_most_specific_route_wins() -> None:
-    routes = tuple(
-        Route.parse(key)
-        for key in ("$default", "ANY /{proxy+}", "GET /items/{id}", "GET /items/special")
-    )
-    assert match_route(routes, "GET", "/items/special").route_key == "GET /items/special"
-    by_id = match_route(routes, "GET", "/items/7")
-    assert (by_id.route_key, by_id.path_parameters) == ("GET /items/{id}", {"id": "7"})
-    greedy = match_route(routes, "POST", "/items/7/parts")
-    assert (greedy.route_key, greedy.path_parameters) == (
-        "ANY /{proxy+}",
-        {"proxy": "items/7/parts"},
-    )
-    assert match_route(routes, "GET", "/").route_key == "$default"
-    assert match_route((Route.parse("GET /a"),), "POST", "/a") is None
-
-
-def test_greedy_variable_needs_one_segment() -> None:
-    routes = (Route("ANY", "/{proxy+}"),)
-    assert match_route(routes, "GET", "/") is None
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -250,128 +212,3 @@ def test_function_error_is_a_502() -> None:
     assert reply.response.status == 502
     assert json.loads(reply.response.body) == {"message": "Internal Server Error"}
     assert "ValueError" in reply.detail
-
-
-# --- response translation ---------------------------------------------------------------------
-
-
-def test_v2_result_translation() -> None:
-    response = http_response_from_v2_result(
-        json.dumps(
-            {
-                "statusCode": 201,
-                "headers": {"x-n": 5, "x-flag": True},
-                "multiValueHeaders": {"x-ignored": ["a"]},
-                "cookies": ["a=1", "b=2"],
-                "body": base64.b64encode(b"\x00\x01").decode(),
-                "isBase64Encoded": True,
-            }
-        ).encode()
-    )
-    assert response.status == 201
-    assert ("x-n", "5") in response.headers and ("x-flag", "true") in response.headers
-    assert [v for k, v in response.headers if k == "set-cookie"] == ["a=1", "b=2"]
-    assert not any(k == "x-ignored" for k, _ in response.headers)
-    assert response.body == b"\x00\x01"
-
-
-@pytest.mark.parametrize(
-    "result",
-    [
-        {"statusCode": "abc"},
-        {"statusCode": 200, "body": {"not": "a string"}},
-        {"statusCode": 200, "headers": {"x": ["list"]}},
-        {"statusCode": 200, "body": "%%%", "isBase64Encoded": True},
-        {"statusCode": 200, "cookies": "a=1"},
-        {"statusCode": 99},
-    ],
-)
-def test_malformed_v2_results_are_rejected(result: dict) -> None:
-    with pytest.raises(InvalidLambdaResponse):
-        http_response_from_v2_result(json.dumps(result).encode())
-
-
-def test_v2_infers_json_for_results_without_status_code() -> None:
-    for payload in (b'"hello"', b"[1, 2]", b'{"a": 1}'):
-        response = http_response_from_v2_result(payload)
-        assert (response.status, response.body) == (200, payload)
-        assert response.headers == [("content-type", "application/json")]
-    with pytest.raises(InvalidLambdaResponse):
-        http_response_from_v2_result(b"not json")
-
-
-def test_v1_merges_multi_value_headers_and_needs_a_status_code() -> None:
-    response = http_response_from_v1_result(
-        json.dumps(
-            {
-                "statusCode": 200,
-                "headers": {"x-single": "1", "set-cookie": "dropped"},
-                "multiValueHeaders": {"set-cookie": ["a=1", "b=2"]},
-                "body": "hi",
-            }
-        ).encode(),
-        api_type="http",
-        accept=None,
-    )
-    assert response.headers == [("x-single", "1"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
-    with pytest.raises(InvalidLambdaResponse):
-        http_response_from_v1_result(b'{"body": "x"}', api_type="http", accept=None)
-
-
-def test_rest_decodes_base64_only_for_binary_accept_types() -> None:
-    result = json.dumps(
-        {"statusCode": 200, "body": base64.b64encode(b"\x89PNG").decode(), "isBase64Encoded": True}
-    ).encode()
-    kinds = ("image/png",)
-    decoded = http_response_from_v1_result(
-        result, api_type="rest", accept="image/png, */*", binary_media_types=kinds
-    )
-    assert decoded.body == b"\x89PNG"
-    # Only the first Accept type counts.
-    kept = http_response_from_v1_result(
-        result, api_type="rest", accept="text/html, image/png", binary_media_types=kinds
-    )
-    assert kept.body == base64.b64encode(b"\x89PNG")
-
-
-def test_media_type_wildcards() -> None:
-    assert media_type_matches("image/png", ["image/*"])
-    assert media_type_matches("application/x-npy", ["*/*"])
-    assert not media_type_matches("text/plain", ["image/*"])
-    assert not media_type_matches("", ["*/*"])
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-
-def test_config_defaults_come_from_the_manifest(tmp_path: Path) -> None:
-    manifest_file = tmp_path / "manifest.json"
-    manifest_file.write_text(
-        json.dumps(
-            {
-                "schema": 1,
-                "name": "m",
-                "model": {"file": "model.onnx", "sha256": "0" * 64, "bytes": 0},
-                "inputs": [],
-                "outputs": [],
-                "runtime": {"timeout_s": 7, "memory_mb": 512},
-            }
-        )
-    )
-    manifest = load_manifest(manifest_file)
-    http = GatewayConfig.from_manifest(manifest)
-    assert (http.api_type, http.payload_format, http.stage) == ("http", "2.0", "$default")
-    assert (http.function_timeout_s, http.memory_mb, http.integration_timeout_s) == (7, 512, 30)
-    assert http.routes == (Route("ANY", "$default"),)
-    rest = GatewayConfig.from_manifest(manifest, api_type="rest")
-    assert (rest.payload_format, rest.stage, rest.integration_timeout_s) == ("1.0", "prod", 29)
-    assert rest.stage_prefix == "/prod"
-
-
-def test_inconsistent_configs_are_refused() -> None:
-    with pytest.raises(ValueError, match="payload format 1.0"):
-        GatewayConfig(api_type="rest", payload_format="2.0", stage="prod")
-    with pytest.raises(ValueError, match="named stages"):
-        GatewayConfig(api_type="rest", payload_format="1.0")
-    with pytest.raises(ValueError, match="positive"):
-        GatewayConfig(integration_timeout_s=0)
