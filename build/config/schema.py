@@ -1,22 +1,19 @@
-"""``slimserve.toml``: the build configuration, validated at the boundary.
+"""The schema of ``slimserve.toml``: one pydantic model per table, ``BuildConfig`` for the file.
 
-Every mistake becomes a ConfigError naming the file, the key and what is expected, before any
-slow step runs. Paths in the file are relative to the example folder.
+``[deploy]`` is ``slimserve.infra.options.StackOptions`` itself (the stack's own model), so the
+file, ``--option`` and the CDK app accept exactly the same keys. Reading the file and turning
+validation errors into messages is ``slimserve.build.config.load``.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from slimserve.build.errors import ConfigError
 from slimserve.handler.manifest import Architecture, Limits, Task, TensorSpec
-
-CONFIG_FILE = "slimserve.toml"
+from slimserve.infra.options import StackOptions
 
 CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "auto"]
 # What one candidate of the ``auto`` search (or a fixed build) can be: everything but "auto".
@@ -254,6 +251,9 @@ class BuildConfig(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     prune: PruneConfig | None = None
     distill: DistillConfig | None = None
+    # The stack options this project deploys with (synth, deploy, diff, destroy, local, invoke);
+    # --option and the named flags override them, key by key.
+    deploy: StackOptions = Field(default_factory=StackOptions)
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
@@ -287,39 +287,3 @@ class BuildConfig(_Section):
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
-
-
-_KEYED = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)*: ")
-
-
-def _format(exc: ValidationError, path: Path) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"])
-        for message in error["msg"].removeprefix("Value error, ").split("\n"):
-            message = message.strip()
-            if _KEYED.match(message):
-                # Checks across fields name their key relative to where they ran.
-                lines.append(f"  {where + '.' if where else ''}{message}")
-            else:
-                lines.append(f"  {where or '(top level)'}: {message}")
-    return f"{path} is invalid:\n" + "\n".join(lines)
-
-
-def load_config(folder: Path, overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Read ``folder/slimserve.toml``; ``overrides`` replace top-level sections' keys (CLI flags)."""
-    path = folder / CONFIG_FILE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found: an example folder needs a {CONFIG_FILE}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.rpartition(".")
-        target = raw.setdefault(section, {}) if section else raw
-        target[key] = value
-    try:
-        return BuildConfig.model_validate({**raw, "root": folder.resolve()})
-    except ValidationError as exc:
-        raise ConfigError(_format(exc, path)) from None
