@@ -88,8 +88,9 @@ def local(
         Optional[str], typer.Option("--api-key", help="Local value of the stack's API keys (default: random, printed)", envvar="SLIMSERVE_LOCAL_API_KEY")
     ] = None,
 ) -> None:
-    """Serve the built lambda.zip on 127.0.0.1 the way the stack's Lambda and API Gateway would
-    (the API shape, auth, stage, limits and function settings come from the stack's template)."""
+    """Serve the built lambda.zip on 127.0.0.1 the way the stack's Lambda and API Gateway would.
+
+    The API shape, auth, stage, limits and function settings come from the stack's template."""
     from slimserve.build.local.run import serve
 
     stack = StackArgs(target, option, api=api, auth=auth, package=package)
@@ -110,8 +111,10 @@ def invoke(
     no_template: NoTemplateOption = False,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Stack option KEY=VALUE for --event, as for synth")] = [],  # noqa: B006
 ) -> None:
-    """Send one request: a recorded event through the local runtime (function timeout, memory
-    and environment from the stack's template), or HTTP to a URL (exit 1 unless it answers 2xx)."""
+    """Send one request: a recorded event through the local runtime, or HTTP to a deployed URL.
+
+    --event: the function's timeout, memory and environment come from the stack's template.
+    --url: exits 1 unless the API answers 2xx."""
     if (event is None) == (url is None):
         fail("give exactly one of --event FILE or --url URL")
     url_only = {"--path": path, "--body": body, "--iam": iam or None, "--region": region}

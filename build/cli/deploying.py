@@ -26,7 +26,7 @@ def synth(stack: StackArgs) -> None:
 
     target = stack.resolve()
     template = cdk.synth(target.manifest_path, _assembly(stack, target), target.options)
-    err.print(f"[green]synthesized[/green] {template}", highlight=False)
+    err.print(f"[green]synthesized[/green] {template}", highlight=False, soft_wrap=True)
 
 
 @stack_command
