@@ -130,6 +130,23 @@ def test_build_errors_map_to_their_exit_codes(
     assert "Traceback" not in result.output
 
 
+def test_build_success_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    class Gate:
+        def explain(self) -> str:
+            return "accuracy gate passed on 360 held-out samples"
+
+    class Built:
+        out = tmp_path / "dist" / "toy"
+        gate = Gate()
+
+    calls = replace(monkeypatch, "slimserve.build.pipeline.run.run_build", lambda *a, **k: Built())
+    result = run("build", tmp_path, "--tolerance", "0.02", "--method", "fp16", "--no-precompile")
+    assert result.exit_code == 0
+    assert calls[0]["overrides"] == {"validation.tolerance": 0.02, "compression.method": "fp16"}
+    assert calls[0]["precompile_bytecode"] is False
+    assert " ".join(result.stderr.split()) == f"built {Built.out} (accuracy gate passed on 360 held-out samples)"
+
+
 def test_debug_shows_the_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     replace(monkeypatch, "slimserve.build.pipeline.run.run_build", raising(RuntimeError("boom")))
     result = run("--debug", "build", tmp_path)
@@ -355,11 +372,31 @@ def test_deploy_failure_without_a_terminal_points_at_yes(
     )
 
 
-def test_bench_failure_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    replace(monkeypatch, "slimserve.build.bench.suite.run_bench", lambda *a, **k: {})
-    replace(monkeypatch, "slimserve.build.bench.suite.bench_failed", lambda results: True)
+@pytest.mark.parametrize("command", ["deploy", "diff", "destroy"])
+def test_a_failing_cdk_cli_exits_1(
+    cli_calls: list[list[str]], aws_credentials: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
+    def action_fails(args: list[str], *, env: dict[str, str]) -> None:
+        if args[0] != "synth":
+            raise CdkError(f"cdk {args[0]} failed (exit code 1)")
+        out = Path(args[args.index("--output") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "slimserve-toy.template.json").write_text("{}")
+
+    monkeypatch.setattr(cdk, "_run_cli", action_fails)
+    result = run(command, make_build(tmp_path / "out"), "--yes" if command == "deploy" else "--force" if command == "destroy" else "--out", *([tmp_path / "a"] if command == "diff" else []))
+    assert (result.exit_code, error_line(result)) == (1, f"error: cdk {command} failed (exit code 1)")
+
+
+@pytest.mark.parametrize(("failed", "code"), [(False, 0), (True, 1)])
+def test_bench_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failed: bool, code: int) -> None:
+    calls = replace(monkeypatch, "slimserve.build.bench.suite.run_bench", lambda *a, **k: {})
+    replace(monkeypatch, "slimserve.build.bench.suite.bench_failed", lambda results: failed)
     result = run("bench", "--quick", "--out", tmp_path)
-    assert (result.exit_code, error_line(result)) == (1, "error: some benchmark sections failed or saw errors: see results.json")
+    assert result.exit_code == code
+    assert calls[0]["args"][1] == tmp_path and calls[0]["quick"] is True
+    if failed:
+        assert error_line(result) == "error: some benchmark sections failed or saw errors: see results.json"
 
 
 # --- end to end through the pinned CDK CLI ----------------------------------------------------------
