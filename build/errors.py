@@ -59,6 +59,11 @@ class TargetError(UsageError):
     """The target is not built, or an option is malformed."""
 
 
+class CredentialsError(UsageError):
+    """A command that acts on AWS (deploy, diff, destroy) found no AWS credentials; the message
+    says how to provide them."""
+
+
 # --- the gate (exit 3) ---------------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
 """``slimserve synth | deploy | diff | destroy``: thin wrappers around the pinned CDK CLI.
 
-The CLI is the npm ``aws-cdk`` package pinned (exact version) in the repository's
-package.json / package-lock.json and installed with ``npm ci`` into node_modules/ on first
-use. The CDK app is ``python -m slimserve.infra.app`` run by this interpreter; it gets the manifest
-path and the stack options as context (``-c manifest=... -c options=<json>``).
+The CLI is the npm ``aws-cdk`` package pinned (exact version) in this package's
+``npm/package-lock.json``, installed into the cache on first use (``cdk_cli``). It runs in its
+install folder (no ``cdk.json`` there: nothing but the arguments below configures it). The CDK
+app is given with ``--app``: ``python -m slimserve.infra.app`` run by this interpreter, with the
+manifest path and the stack options as context (``-c manifest=... -c options=<json>``).
 
 ``synth`` is offline by construction: the CLI is started without AWS credentials or a
 profile and with the EC2 metadata service disabled, so it cannot look up an account or
@@ -17,15 +18,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from slimserve.build.deploy.cdk_cli import cdk_executable, install_dir
 from slimserve.build.errors import CdkError
-from slimserve.build.paths import PACKAGE_ROOT
 from slimserve.handler.manifest import load_manifest
 
 # Not slimserve.infra.app: importing aws_cdk starts a jsii Node process; the CLI does that itself.
@@ -36,9 +36,6 @@ from slimserve.infra.options import (
     parse_options,
     resolve_settings,
 )
-
-PROJECT_ROOT = PACKAGE_ROOT
-CDK_BIN = Path("node_modules") / ".bin" / "cdk"
 
 # Always: no telemetry, no "newer version" check, and quiet jsii on Node 20.
 CLI_ENV = {
@@ -96,7 +93,7 @@ def deploy(
             "deploy",
             stack_name,
             "--app",
-            str(out_dir),
+            str(out_dir.resolve()),
             "--require-approval",
             require_approval,
             *extra_args,
@@ -114,7 +111,7 @@ def diff(
 ) -> None:
     """Synthesize, then show what deploying would change (needs the caller's credentials)."""
     stack_name = _synth_then_name(manifest_path, out_dir, options)
-    _run_cli(["diff", stack_name, "--app", str(out_dir), *extra_args], env=_caller_env())
+    _run_cli(["diff", stack_name, "--app", str(out_dir.resolve()), *extra_args], env=_caller_env())
 
 
 def destroy(
@@ -132,7 +129,7 @@ def destroy(
             "destroy",
             stack_name,
             "--app",
-            str(out_dir),
+            str(out_dir.resolve()),
             *(["--force"] if force else []),
             *extra_args,
         ],
@@ -140,31 +137,8 @@ def destroy(
     )
 
 
-def cdk_executable(project_root: Path = PROJECT_ROOT) -> Path:
-    """The pinned CLI, installed with ``npm ci`` (exactly package-lock.json) when missing."""
-    cli = project_root / CDK_BIN
-    if cli.is_file():
-        return cli
-    npm = shutil.which("npm")
-    if npm is None:
-        raise CdkError(
-            "the AWS CDK CLI is not installed and npm is not on PATH: install Node.js 20+ "
-            f"and run `npm ci` in {project_root}"
-        )
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=project_root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0 or not cli.is_file():
-        raise CdkError(f"`npm ci` failed in {project_root}:\n{result.stderr.strip()}")
-    return cli
-
-
-def cli_command(args: Sequence[str], project_root: Path = PROJECT_ROOT) -> list[str]:
-    return [str(cdk_executable(project_root)), *args, "--no-notices"]
+def cli_command(args: Sequence[str]) -> list[str]:
+    return [str(cdk_executable()), *args, "--no-notices"]
 
 
 def _prepare(manifest_path: Path, options: OptionsInput) -> tuple[Path, StackOptions, str]:
@@ -219,6 +193,7 @@ def _caller_env() -> dict[str, str]:
 def _run_cli(args: Sequence[str], *, env: Mapping[str, str]) -> None:
     command = cli_command(args)
     # Output streams to the terminal: deploys are long and cdk-nag findings must be read.
-    result = subprocess.run(command, cwd=PROJECT_ROOT, env=dict(env), check=False)
+    # In the CLI's own folder: no cdk.json of the caller's current folder can add context.
+    result = subprocess.run(command, cwd=install_dir(), env=dict(env), check=False)
     if result.returncode != 0:
         raise CdkError(f"cdk {args[0]} failed (exit code {result.returncode})")

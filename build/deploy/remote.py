@@ -1,5 +1,6 @@
 """``slimserve invoke --url``: one request to a deployed API, signed with SigV4 when IAM auth is
-on, with the API key when keys are on; prints status, latency and the answer."""
+on, with the API key when keys are on; prints status, latency and the answer. An answer that is
+not 2xx is still a response here; the CLI exits 1 on it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from slimserve.build.errors import RemoteError
+from slimserve.build.errors import CredentialsError, RemoteError, UsageError
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,10 @@ class RemoteResponse:
     latency_ms: float
     headers: dict[str, str]
     body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
     def summary(self) -> str:
         try:
@@ -33,9 +38,11 @@ def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, 
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
+    from slimserve.build.deploy.credentials import HOW_TO_PROVIDE
+
     credentials = botocore.session.get_session().get_credentials()
     if credentials is None:
-        raise RemoteError("IAM auth needs AWS credentials (environment, profile or SSO); none were found")
+        raise CredentialsError(f"--iam signs the request with AWS credentials and none were found: {HOW_TO_PROVIDE}")
     request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
     SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
     return dict(request.headers.items())
@@ -62,7 +69,7 @@ def call_url(
     import httpx
 
     if not base_url.startswith(("https://", "http://")):
-        raise RemoteError(f"--url must start with https:// (got {base_url!r})")
+        raise UsageError(f"--url must start with https:// (got {base_url!r})")
     url = base_url.rstrip("/") + "/" + path.lstrip("/")
     method = "POST" if body is not None else "GET"
     headers: dict[str, str] = {"content-type": "application/json"} if body is not None else {}
@@ -71,7 +78,7 @@ def call_url(
     if iam:
         signing_region = region or region_of(url)
         if signing_region is None:
-            raise RemoteError("cannot tell the AWS region from the URL; pass --region")
+            raise UsageError("cannot tell the AWS region from the URL; pass --region")
         headers = sigv4_headers(method, url, body, headers, signing_region)
     started = time.perf_counter()
     try:

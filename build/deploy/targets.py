@@ -1,57 +1,163 @@
-"""What a ``slimserve synth | deploy | diff | destroy | local | invoke TARGET`` is about: the
-built manifest and the stack options, resolved one way for every command.
+"""What a ``slimserve local | invoke | synth | deploy | diff | destroy TARGET`` is about: the
+built artifacts and the stack options, resolved one way for every command.
 
-Options come from ``[deploy]`` in the example's slimserve.toml, then ``--option KEY=VALUE``,
-then the named flags (``--api``, ``--auth``, ``--package``): explicit beats file.
+A target is a build output folder (``lambda.zip`` + ``manifest.json``), the zip itself, or a
+project folder (``slimserve.toml``; its build is ``<project>/dist/<name>/``). The stack options
+are, key by key, the first of: the named flags (``--api``, ``--auth``, ``--package``),
+``--option KEY=VALUE``, the project's ``[deploy]`` table, the defaults of
+``slimserve.infra.options.StackOptions``. A build folder or a zip has no ``[deploy]`` table.
 """
 
 from __future__ import annotations
 
-import tomllib
+import json
+import tempfile
+import types
+import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin
 
+from slimserve.build import paths
+from slimserve.build.config import BuildConfig, load_config, unknown_key_message
 from slimserve.build.errors import TargetError
+from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+from slimserve.infra.options import StackOptions, parse_options
 
-__all__ = ["TargetError", "parse_value", "stack_inputs"]
+__all__ = [
+    "BuildArtifacts",
+    "StackTarget",
+    "TargetError",
+    "parse_option_items",
+    "resolve_stack",
+    "resolve_target",
+    "stack_options",
+]
+
+_ZIP_MANIFEST = f"model/{MANIFEST_FILE}"
 
 
-def parse_value(raw: str) -> object:
-    """``--option`` values: true/false, integers and floats are typed; the rest stays text."""
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(raw)
-        except ValueError:
-            pass
-    return raw
+@dataclass(frozen=True)
+class BuildArtifacts:
+    folder: Path
+    zip_path: Path
+    manifest: Manifest
 
 
-def stack_inputs(
-    target: Path, option: Iterable[str], flags: Mapping[str, object]
-) -> tuple[Path, dict[str, object]]:
-    """The manifest of a built target and the stack options (file, then --option, then flags)."""
-    from slimserve.build.errors import LocalRunError
-    from slimserve.build.local.run import resolve_target
+@dataclass(frozen=True)
+class StackTarget:
+    """A built target and the stack options every command uses for it."""
 
-    try:
-        artifacts = resolve_target(target)
-    except LocalRunError as exc:
-        raise TargetError(str(exc)) from exc
+    artifacts: BuildArtifacts
+    options: StackOptions
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.artifacts.folder / MANIFEST_FILE
+
+
+def resolve_target(target: Path) -> BuildArtifacts:
+    """The build a target names; TargetError when there is none (or it is unreadable)."""
+    return _resolve(Path(target))[0]
+
+
+def resolve_stack(
+    target: Path, option: Iterable[str] = (), flags: Mapping[str, object] | None = None
+) -> StackTarget:
+    """The build and its stack options (flags, then --option, then [deploy], then defaults).
+    Raises TargetError (exit 2) and OptionsError (exit 2) with one-line messages."""
+    artifacts, config = _resolve(Path(target))
+    return StackTarget(artifacts, stack_options(config, option, flags or {}))
+
+
+def stack_options(
+    config: BuildConfig | None, option: Iterable[str], flags: Mapping[str, object]
+) -> StackOptions:
+    """Merge the sources of stack options key by key and validate the result once."""
+    merged: dict[str, Any] = {}
+    if config is not None:
+        # Only the keys the file sets: an unset key must not hide --option or a flag.
+        merged.update(config.deploy.model_dump(exclude_unset=True))
+    merged.update(parse_option_items(option))
+    merged.update({key: value for key, value in flags.items() if value is not None})
+    return parse_options(merged)
+
+
+def parse_option_items(items: Iterable[str]) -> dict[str, object]:
+    """``--option KEY=VALUE`` items. List-valued options (``jwt_audience``, ``api_keys``) take
+    ``a,b`` or a JSON list; other values stay text for the options model to convert
+    (``true``, ``2048``), so its messages name the option and the expected type."""
+    fields = StackOptions.model_fields
     options: dict[str, object] = {}
-    config_file = Path(target) / "slimserve.toml"
-    if config_file.is_file():
-        try:
-            deploy = tomllib.loads(config_file.read_text(encoding="utf-8")).get("deploy", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise TargetError(f"{config_file} is not valid TOML: {exc}") from exc
-        options.update(deploy)
-    for item in option:
+    for item in items:
         key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not sep or not key:
             raise TargetError(f"--option takes KEY=VALUE, got {item!r}")
-        options[key.strip()] = parse_value(value.strip())
-    options.update({key: value for key, value in flags.items() if value is not None})
-    return artifacts.folder / "manifest.json", options
+        if key not in fields:
+            raise TargetError(f"--option {key}: {unknown_key_message(key, fields)}")
+        options[key] = _list_value(key, value) if _is_list(fields[key].annotation) else value
+    return options
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_list(member) for member in get_args(annotation))
+    return origin in (list, tuple)
+
+
+def _list_value(key: str, value: str) -> list[object]:
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise TargetError(f"--option {key}: {value!r} is not a JSON list: {exc}") from None
+        if not isinstance(parsed, list):
+            raise TargetError(f"--option {key}: {value!r} is not a JSON list")
+        return parsed
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# --- finding the build -----------------------------------------------------------------------
+
+
+def _resolve(target: Path) -> tuple[BuildArtifacts, BuildConfig | None]:
+    if target.is_file() and target.suffix == ".zip":
+        return BuildArtifacts(target.parent, target, _manifest_for(target.parent, target)), None
+    if (target / paths.ZIP_FILE).is_file():
+        zip_path = target / paths.ZIP_FILE
+        return BuildArtifacts(target, zip_path, _manifest_for(target, zip_path)), None
+    if (target / paths.CONFIG_FILE).is_file():
+        config = load_config(target)
+        folder = paths.dist_dir(target, config.name)
+        zip_path = folder / paths.ZIP_FILE
+        if not zip_path.is_file():
+            raise TargetError(
+                f"{target} has not been built yet ({zip_path} does not exist): "
+                f"run `slimserve build {target}` first"
+            )
+        return BuildArtifacts(folder, zip_path, _manifest_for(folder, zip_path)), config
+    raise TargetError(
+        f"{target} is neither a build output folder (with {paths.ZIP_FILE} and {MANIFEST_FILE}) "
+        f"nor a project folder (with {paths.CONFIG_FILE})"
+    )
+
+
+def _manifest_for(folder: Path, zip_path: Path) -> Manifest:
+    beside = folder / MANIFEST_FILE
+    try:
+        if beside.is_file():
+            return load_manifest(beside)
+        with zipfile.ZipFile(zip_path) as archive, tempfile.TemporaryDirectory() as scratch:
+            if _ZIP_MANIFEST not in archive.namelist():
+                raise TargetError(
+                    f"no {MANIFEST_FILE} beside {zip_path} and none at {_ZIP_MANIFEST} inside it"
+                )
+            extracted = Path(archive.extract(_ZIP_MANIFEST, scratch))
+            return load_manifest(extracted)
+    except ManifestError as exc:
+        raise TargetError(str(exc)) from exc
+    except zipfile.BadZipFile as exc:
+        raise TargetError(f"{zip_path} is not a valid zip file: {exc}") from exc

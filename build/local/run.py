@@ -21,10 +21,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import tempfile
 import threading
 import time
-import tomllib
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +33,7 @@ from typing import Any
 
 from rich.console import Console
 
-from slimserve.build import paths
+from slimserve.build.deploy.targets import BuildArtifacts, resolve_target
 from slimserve.build.errors import FunctionError, LocalRunError, TemplateError
 from slimserve.build.local.apigw.config import GatewayConfig
 from slimserve.build.local.apigw.gateway import Gateway
@@ -48,69 +46,9 @@ from slimserve.build.local.prepare import LocalFunction, started_function
 from slimserve.build.local.python import PythonInterpreter
 from slimserve.build.local.runtime_api import MAX_REQUEST_PAYLOAD_BYTES, InvocationResult
 from slimserve.build.local.synth import stack_template
-from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+from slimserve.handler.manifest import MANIFEST_FILE, Manifest
 
-ZIP_NAME = "lambda.zip"
 DEFAULT_HANDLER = "slimserve.handler.main.handler"  # slimserve's own handler: it serves /v2/health/ready
-_ZIP_MANIFEST = f"model/{MANIFEST_FILE}"
-
-
-# --- finding the build -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuildArtifacts:
-    folder: Path
-    zip_path: Path
-    manifest: Manifest
-
-
-def _manifest_for(folder: Path, zip_path: Path) -> Manifest:
-    beside = folder / MANIFEST_FILE
-    try:
-        if beside.is_file():
-            return load_manifest(beside)
-        with zipfile.ZipFile(zip_path) as archive, tempfile.TemporaryDirectory() as scratch:
-            if _ZIP_MANIFEST not in archive.namelist():
-                raise LocalRunError(
-                    f"no {MANIFEST_FILE} beside {zip_path} and none at {_ZIP_MANIFEST} inside it"
-                )
-            extracted = Path(archive.extract(_ZIP_MANIFEST, scratch))
-            return load_manifest(extracted)
-    except ManifestError as exc:
-        raise LocalRunError(str(exc)) from exc
-    except zipfile.BadZipFile as exc:
-        raise LocalRunError(f"{zip_path} is not a valid zip file: {exc}") from exc
-
-
-def resolve_target(target: Path) -> BuildArtifacts:
-    """``target``: a build output folder (lambda.zip + manifest.json), the zip itself, or a
-    project folder (slimserve.toml; its build is ``<target>/dist/<name>/``)."""
-    target = Path(target)
-    if target.is_file() and target.suffix == ".zip":
-        return BuildArtifacts(target.parent, target, _manifest_for(target.parent, target))
-    if (target / ZIP_NAME).is_file():
-        return BuildArtifacts(target, target / ZIP_NAME, _manifest_for(target, target / ZIP_NAME))
-    config_file = target / "slimserve.toml"
-    if config_file.is_file():
-        try:
-            name = tomllib.loads(config_file.read_text(encoding="utf-8")).get("name")
-        except tomllib.TOMLDecodeError as exc:
-            raise LocalRunError(f"{config_file} is not valid TOML: {exc}") from exc
-        if not isinstance(name, str) or not name:
-            raise LocalRunError(f"{config_file} has no `name`")
-        folder = paths.dist_dir(target, name)
-        zip_path = folder / ZIP_NAME
-        if not zip_path.is_file():
-            raise LocalRunError(
-                f"{target} has not been built yet ({zip_path} does not exist): "
-                f"run `slimserve build {target}` first"
-            )
-        return BuildArtifacts(folder, zip_path, _manifest_for(folder, zip_path))
-    raise LocalRunError(
-        f"{target} is neither a build output folder (with {ZIP_NAME} and {MANIFEST_FILE}) "
-        "nor an example folder (with slimserve.toml)"
-    )
 
 
 # --- what to emulate ---------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any
 
 from rich.console import Console
 
+from slimserve.build.deploy.cdk_cli import pinned_version
 from slimserve.build.errors import CdkError, LocalRunError
-from slimserve.build.paths import INFRA_PACKAGE, PACKAGE_ROOT
+from slimserve.build.paths import INFRA_PACKAGE
 from slimserve.handler.manifest import ManifestError
 
 SYNTH_CACHE_FOLDER = "local-synth"
@@ -41,12 +42,7 @@ def _cdk_versions() -> str:
         library = metadata.version("aws-cdk-lib")
     except metadata.PackageNotFoundError:
         library = "?"
-    try:
-        lock = json.loads((PACKAGE_ROOT / "package-lock.json").read_text(encoding="utf-8"))
-        cli = lock["packages"]["node_modules/aws-cdk"]["version"]
-    except (OSError, KeyError, ValueError):
-        cli = "?"
-    return f"aws-cdk-lib {library}, aws-cdk {cli}"
+    return f"aws-cdk-lib {library}, aws-cdk {pinned_version()}"
 
 
 def synth_cache_key(manifest_path: Path, options: Any) -> str:

@@ -127,7 +127,7 @@ def test_auto_config_errors(tmp_path: Path) -> None:
         '[compression.auto]\nobjective = "accuracy"\n': "  compression.auto.objective: Input should be 'latency' or 'size'",
         "[compression.auto]\ntime_budget_s = 0\n": "  compression.auto.time_budget_s: Input should be greater than 0",
         '[compression.auto]\ncandidates = [{ method = "static-int8", percentile = 99.0 }]\n': "  compression.auto.candidates.0.percentile: applies only to calibrate_method = 'Percentile' (got 'MinMax')",
-        "[compression.auto]\ncandidates = [{ method = \"fp16\", bogus = 1 }]\n": "  compression.auto.candidates.0.bogus: Extra inputs are not permitted",
+        "[compression.auto]\ncandidates = [{ method = \"fp16\", blocksize = 64 }]\n": "  compression.auto.candidates.0.blocksize: unknown key (did you mean 'block_size'?)",
     }
     for addition, message in cases.items():
         (tmp_path / "slimserve.toml").write_text(text.replace("[validation]", addition + "\n[validation]"))

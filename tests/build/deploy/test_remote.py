@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from slimserve.build.deploy.remote import call_url, region_of
-from slimserve.build.errors import RemoteError
+from slimserve.build.errors import CredentialsError, RemoteError, UsageError
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -76,15 +77,27 @@ def test_iam_without_credentials_is_a_clear_error(server: str, monkeypatch: pyte
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(RemoteError, match="IAM auth needs AWS credentials"):
+    with pytest.raises(CredentialsError, match=r"^--iam signs the request with AWS credentials and none were found: set AWS_PROFILE"):
         call_url(server, path="/v2", iam=True, region="us-east-1")
 
 
 def test_region_comes_from_the_execute_api_url() -> None:
     assert region_of("https://abc123.execute-api.ap-south-1.amazonaws.com/prod/v2") == "ap-south-1"
     assert region_of("http://127.0.0.1:8080") is None
-    with pytest.raises(RemoteError, match="cannot tell the AWS region from the URL; pass --region"):
+    with pytest.raises(UsageError, match="^cannot tell the AWS region from the URL; pass --region$"):
         call_url("http://127.0.0.1:9", iam=True)
+
+
+def test_only_http_urls(server: str) -> None:
+    with pytest.raises(UsageError, match=r"^--url must start with https:// \(got 'ftp://example'\)$"):
+        call_url("ftp://example")
+
+
+def test_an_error_answer_is_a_response_that_is_not_ok(server: str) -> None:
+    response = call_url(server, path="/v2")
+    assert response.ok
+    assert not dataclasses.replace(response, status=403).ok
+    assert not dataclasses.replace(response, status=500).ok
 
 
 def test_unreachable_url_is_a_clear_error() -> None:

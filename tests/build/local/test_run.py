@@ -21,9 +21,9 @@ from slimserve.build.errors import FunctionError, LocalRunError
 from slimserve.build.local.apigw.config import GatewayConfig
 from slimserve.build.local.apigw.routing import Route
 from slimserve.build.local.options import LocalRunOptions
-from slimserve.build.local.run import LocalServer, invoke_event, resolve_target, running
+from slimserve.build.local.run import LocalServer, invoke_event, running
 
-from localkit import CACHE_DIR, make_build_dir, quiet_console
+from localkit import CACHE_DIR, quiet_console
 from repo import REPO_ROOT
 
 EVENTS = REPO_ROOT / "tests" / "events"
@@ -270,28 +270,6 @@ def test_rest_api_with_a_stage_sends_payload_1_events(probe_build: Path, cache_d
 
 
 # --- targets and invoke_event -------------------------------------------------------------------
-
-
-def test_project_folder_needs_a_build_and_finds_it_in_its_own_dist(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    example = tmp_path / "examples" / "demo"
-    example.mkdir(parents=True)
-    (example / "slimserve.toml").write_text('name = "demo"\n')
-    with pytest.raises(LocalRunError, match=r"slimserve build"):
-        resolve_target(example)
-    make_build_dir(example / "dist" / "demo", {"app.py": "def handler(e, c): return 1\n"})
-    # A build in the current folder's dist/ is not the project's: the cwd never matters.
-    make_build_dir(tmp_path / "dist" / "demo", {"app.py": "def handler(e, c): return 2\n"})
-    monkeypatch.chdir(tmp_path)
-    artifacts = resolve_target(example)
-    assert artifacts.zip_path == (example / "dist" / "demo" / "lambda.zip").resolve()
-    assert artifacts.manifest.name == "probe"
-
-
-def test_neither_build_nor_example_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(LocalRunError, match="neither a build output folder"):
-        resolve_target(tmp_path)
 
 
 def test_invoke_event_sends_a_recorded_event(probe_build: Path, cache_dir: Path) -> None:
