@@ -21,9 +21,38 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import pytest
 
-from slimserve.handler.manifest import Limits, Manifest, ModelFile, Runtime, TensorSpec
+from slimserve.handler.manifest import (
+    Canary,
+    CanaryCheck,
+    CanarySample,
+    Limits,
+    Manifest,
+    ModelFile,
+    Runtime,
+    TensorSpec,
+)
 
 MODEL_BYTES = b"not really onnx, but bytes with a hash " * 64
+
+
+def fake_canary(samples: int = 2) -> Canary:
+    """What build/pipeline/canary.py records, for the fake digits model of these tests."""
+    return Canary(
+        check=CanaryCheck(output="logits", metric="top1", threshold=0.99),
+        samples=[
+            CanarySample(
+                request={
+                    "id": f"canary-{index}",
+                    "inputs": [
+                        {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}
+                    ],
+                    "outputs": [{"name": "logits", "parameters": {"binary_data": False}}],
+                },
+                expected=[10.0 if digit == index else 0.0 for digit in range(10)],
+            )
+            for index in range(samples)
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ def write_bundle(
     timeout_s: int = 20,
     max_body_bytes: int = Limits().max_body_bytes,
     model: bytes = MODEL_BYTES,
+    canary: Canary | None = fake_canary(),
 ) -> Path:
     """dist/<name>/ as the build writes it: manifest.json, lambda.zip, model.onnx."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +133,7 @@ def write_bundle(
             timeout_s=timeout_s,
             limits=Limits(max_body_bytes=max_body_bytes),
         ),
+        canary=canary,
     )
     path = bundle_dir / "manifest.json"
     path.write_text(manifest.to_json(), encoding="utf-8")
