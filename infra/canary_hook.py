@@ -30,6 +30,7 @@ from typing import Any
 ENV_TARGET = "SLIMSERVE_HOOK_TARGET"
 CANARY_FILE = "canary.json"
 USER_AGENT = "slimserve-canary"
+INVOKE_READ_TIMEOUT_S = 300
 SUCCEEDED, FAILED = "Succeeded", "Failed"
 
 Invoke = Callable[[str, str, "dict[str, Any] | None"], "tuple[int, Any]"]
@@ -203,8 +204,12 @@ def run_hook(
     whatever happens (clients default to boto3's)."""
     if lambda_client is None or codedeploy_client is None:
         import boto3
+        from botocore.config import Config
 
-        lambda_client = lambda_client or boto3.client("lambda")
+        # A cold new version may take its init (model download, SnapStart restore) plus a full
+        # function timeout to answer: wait longer than botocore's default 60 s.
+        invoke_config = Config(read_timeout=INVOKE_READ_TIMEOUT_S, retries={"mode": "standard"})
+        lambda_client = lambda_client or boto3.client("lambda", config=invoke_config)
         codedeploy_client = codedeploy_client or boto3.client("codedeploy")
     deployment_id = event["DeploymentId"]
     target = os.environ.get(ENV_TARGET, "")
@@ -230,11 +235,12 @@ def check_health_only(invoke: Invoke, canary: dict[str, Any]) -> list[str]:
     return []
 
 
-def before_allow_traffic(event: dict[str, Any], context: Any, **clients: Any) -> dict[str, Any]:
-    """Handler of the BeforeAllowTraffic hook; ``clients`` are for tests (boto3's by default)."""
-    return run_hook(event, check_canary, **clients)
+def before_allow_traffic(event: dict[str, Any], context: Any, **overrides: Any) -> dict[str, Any]:
+    """Handler of the BeforeAllowTraffic hook. ``overrides`` (clients, canary folder) are for
+    tests; Lambda passes none."""
+    return run_hook(event, check_canary, **overrides)
 
 
-def after_allow_traffic(event: dict[str, Any], context: Any, **clients: Any) -> dict[str, Any]:
+def after_allow_traffic(event: dict[str, Any], context: Any, **overrides: Any) -> dict[str, Any]:
     """Handler of the AfterAllowTraffic hook."""
-    return run_hook(event, check_health_only, **clients)
+    return run_hook(event, check_health_only, **overrides)

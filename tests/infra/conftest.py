@@ -83,6 +83,35 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
         return found[0]
 
+    def named(self, resource_type: str, prefix: str) -> tuple[str, dict[str, Any]]:
+        """(logical id, resource) of the one resource of the type whose id starts with prefix."""
+        found = [
+            (logical_id, resource)
+            for logical_id, resource in self.resources(resource_type).items()
+            if logical_id.startswith(prefix)
+        ]
+        assert len(found) == 1, f"expected one {resource_type} {prefix}*, found {len(found)}"
+        return found[0]
+
+    def inference_function(self) -> dict[str, Any]:
+        """The model's function (the stack also has the traffic hooks, maybe the S3 upload)."""
+        return self.named("AWS::Lambda::Function", "InferenceFunction")[1]
+
+    def policies_of(self, role_id: str) -> dict[str, dict[str, Any]]:
+        """Every AWS::IAM::Policy attached to the role, by logical id."""
+        return {
+            logical_id: policy
+            for logical_id, policy in self.resources("AWS::IAM::Policy").items()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+        }
+
+    def role_statements(self, role_id: str) -> list[dict[str, Any]]:
+        return [
+            statement
+            for policy in self.policies_of(role_id).values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+
     def open_findings(self) -> list[tuple[str, str, str]]:
         """(plugin, rule, construct path) of every finding that is not acknowledged."""
         return [

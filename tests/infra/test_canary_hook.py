@@ -153,9 +153,9 @@ def _write_canary(folder: Path, canary: dict[str, Any]) -> Path:
 
 def _run_before(clients: Any, folder: Path) -> dict[str, Any]:
     lambda_client, _, codedeploy_client, _ = clients
-    return canary_hook.run_hook(
+    return canary_hook.before_allow_traffic(
         BEFORE_EVENT,
-        canary_hook.check_canary,
+        None,
         lambda_client=lambda_client,
         codedeploy_client=codedeploy_client,
         canary_folder=folder,
@@ -258,9 +258,9 @@ def test_after_allow_traffic_checks_readiness_through_the_target(clients: Any, t
     _expect_invocations(lambda_stub, _healthy())
     _expect_report(codedeploy_stub, "Succeeded")
 
-    outcome = canary_hook.run_hook(
+    outcome = canary_hook.after_allow_traffic(
         BEFORE_EVENT,
-        canary_hook.check_health_only,
+        None,
         lambda_client=lambda_client,
         codedeploy_client=codedeploy_client,
         canary_folder=folder,

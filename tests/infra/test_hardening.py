@@ -21,13 +21,6 @@ KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _inference_function(result: Any) -> dict[str, Any]:
-    return next(
-        v["Properties"]
-        for k, v in result.resources("AWS::Lambda::Function").items()
-        if k.startswith("InferenceFunction")
-    )
-
 
 # --- cost ceiling --------------------------------------------------------------------------------
 
@@ -45,14 +38,13 @@ def _inference_function(result: Any) -> dict[str, Any]:
 def test_reserved_concurrency_by_default(
     synth: Synth, options: dict[str, Any], manifest: dict[str, Any], reserved: int
 ) -> None:
-    function = _inference_function(synth(options, **manifest))
+    function = synth(options, **manifest).inference_function()["Properties"]
     assert function["ReservedConcurrentExecutions"] == reserved
 
 
 def test_reserved_concurrency_can_be_switched_off(synth: Synth) -> None:
-    assert "ReservedConcurrentExecutions" not in _inference_function(
-        synth({"reserved_concurrency": "off"})
-    )
+    function = synth({"reserved_concurrency": "off"}).inference_function()["Properties"]
+    assert "ReservedConcurrentExecutions" not in function
 
 
 def test_a_budget_alarm_notifies_the_topic_and_the_emails(synth: Synth) -> None:

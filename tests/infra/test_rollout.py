@@ -20,22 +20,6 @@ def default(synth: Synth) -> Any:
     return synth(timeout_s=20)
 
 
-def _one(result: Any, resource_type: str, prefix: str) -> tuple[str, dict[str, Any]]:
-    (found,) = [
-        (logical_id, resource)
-        for logical_id, resource in result.resources(resource_type).items()
-        if logical_id.startswith(prefix)
-    ]
-    return found
-
-
-def _policy_statements(result: Any, role_id: str) -> list[dict[str, Any]]:
-    return [
-        statement
-        for policy in result.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
 
 
 def test_codedeploy_role_is_inline_and_scoped_to_this_alias(default: Any) -> None:
@@ -46,13 +30,13 @@ def test_codedeploy_role_is_inline_and_scoped_to_this_alias(default: Any) -> Non
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "codedeploy.amazonaws.com"
     }
-    function_id, _ = _one(default, "AWS::Lambda::Function", "InferenceFunction")
+    function_id, _ = default.named("AWS::Lambda::Function", "InferenceFunction")
     function_arn = {"Fn::GetAtt": [function_id, "Arn"]}
-    before_id, _ = _one(default, "AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
-    after_id, _ = _one(default, "AWS::Lambda::Function", "TrafficHooksAfterAllowTraffic")
+    before_id, _ = default.named("AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
+    after_id, _ = default.named("AWS::Lambda::Function", "TrafficHooksAfterAllowTraffic")
     rollback_alarms = sorted(alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"])
 
-    statements = _policy_statements(default, role_id)
+    statements = default.role_statements(role_id)
     assert statements == [
         {
             "Action": [
@@ -75,11 +59,7 @@ def test_codedeploy_role_is_inline_and_scoped_to_this_alias(default: Any) -> Non
         },
     ]
     # The alias (whose update starts a deployment) waits for the role's policy.
-    (policy_id,) = [
-        logical_id
-        for logical_id, policy in default.resources("AWS::IAM::Policy").items()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-    ]
+    (policy_id,) = default.policies_of(role_id)
     (alias,) = default.resources("AWS::Lambda::Alias").values()
     assert policy_id in alias["DependsOn"]
 
@@ -95,7 +75,7 @@ def test_no_codedeploy_acknowledgment_is_left(default: Any) -> None:
 def test_each_hook_may_invoke_its_target_and_report_to_this_group_only(
     default: Any, hook: str, handler: str
 ) -> None:
-    _, function = _one(default, "AWS::Lambda::Function", f"TrafficHooks{hook}")
+    _, function = default.named("AWS::Lambda::Function", f"TrafficHooks{hook}")
     properties = function["Properties"]
     assert properties["Handler"] == f"canary_hook.{handler}"
     assert properties["Runtime"] == "python3.14"
@@ -104,8 +84,8 @@ def test_each_hook_may_invoke_its_target_and_report_to_this_group_only(
     assert properties["Timeout"] == 60 + (3 + 2) * 20
     assert properties["TracingConfig"] == {"Mode": "Active"}
     target = properties["Environment"]["Variables"][canary_hook.ENV_TARGET]
-    function_id, _ = _one(default, "AWS::Lambda::Function", "InferenceFunction")
-    version_id, _ = _one(default, "AWS::Lambda::Version", "InferenceFunction")
+    function_id, _ = default.named("AWS::Lambda::Function", "InferenceFunction")
+    version_id, _ = default.named("AWS::Lambda::Version", "InferenceFunction")
     if hook == "BeforeAllowTraffic":
         assert target == {"Ref": version_id}  # the new version itself, before any traffic
     else:
@@ -114,7 +94,7 @@ def test_each_hook_may_invoke_its_target_and_report_to_this_group_only(
     role_id = properties["Role"]["Fn::GetAtt"][0]
     role = default.template_json["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role
-    statements = _policy_statements(default, role_id)
+    statements = default.role_statements(role_id)
     by_action = {json.dumps(statement["Action"]): statement for statement in statements}
     assert set(by_action) == {
         json.dumps(["logs:CreateLogStream", "logs:PutLogEvents"]),
@@ -124,12 +104,12 @@ def test_each_hook_may_invoke_its_target_and_report_to_this_group_only(
     }
     assert by_action[json.dumps("lambda:InvokeFunction")]["Resource"] == target
     report = by_action[json.dumps("codedeploy:PutLifecycleEventHookExecutionStatus")]["Resource"]
-    group_id, _ = _one(default, "AWS::CodeDeploy::DeploymentGroup", "Rollout")
+    group_id, _ = default.named("AWS::CodeDeploy::DeploymentGroup", "Rollout")
     assert {"Ref": group_id} in report["Fn::Join"][1]  # arn:...:deploymentgroup:<app>/<group>
 
 
 def test_the_hook_package_holds_the_code_and_the_recorded_canary(default: Any, tmp_path: Path) -> None:
-    _, function = _one(default, "AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
+    _, function = default.named("AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     staged = default.template_path.parent / f"asset.{asset_hash}"
     assert sorted(path.name for path in staged.iterdir()) == ["canary.json", "canary_hook.py"]
@@ -146,7 +126,7 @@ def test_the_hook_package_holds_the_code_and_the_recorded_canary(default: Any, t
 
 def test_a_manifest_without_canary_gets_a_health_only_hook(synth: Synth) -> None:
     result = synth(canary=None)
-    _, function = _one(result, "AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
+    _, function = result.named("AWS::Lambda::Function", "TrafficHooksBeforeAllowTraffic")
     asset_hash = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     canary = json.loads((result.template_path.parent / f"asset.{asset_hash}" / "canary.json").read_text())
     assert (canary["check"], canary["samples"]) == (None, [])

@@ -37,7 +37,7 @@ def test_function_comes_from_the_manifest(default: Any) -> None:
             "ReservedConcurrentExecutions": 100,
         },
     )
-    code = _inference_function(default)["Properties"]["Code"]
+    code = default.inference_function()["Properties"]["Code"]
     assert code["S3Key"].endswith(".zip")  # lambda.zip as the asset, unchanged
 
 
@@ -159,12 +159,14 @@ def test_alarms_watch_the_alias_and_the_api(default: Any) -> None:
 
 
 def test_the_function_role_is_least_privilege(default: Any) -> None:
-    function = _inference_function(default)["Properties"]
+    function = default.inference_function()["Properties"]
     role_id = function["Role"]["Fn::GetAtt"][0]
     role = default.template_json["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role
-    policies = _policies_of(default, role_id)
-    statements = {name: _statements(policy) for name, policy in policies.items()}
+    policies = default.policies_of(role_id)
+    statements = {
+        name: policy["Properties"]["PolicyDocument"]["Statement"] for name, policy in policies.items()
+    }
     # Two policies: the role's own (its log group), and X-Ray's two actions alone, which need
     # Resource "*" and carry the only IAM5 acknowledgment.
     (default_policy,) = [name for name in statements if "DefaultPolicy" in name]
@@ -251,14 +253,6 @@ def test_outputs_name_the_url_and_the_alias(default: Any) -> None:
     assert invoke_arn[-1] == "/$default/*/*"
 
 
-def _inference_function(result: Any) -> dict[str, Any]:
-    (function,) = [
-        resource
-        for logical_id, resource in result.resources("AWS::Lambda::Function").items()
-        if logical_id.startswith("InferenceFunction")
-    ]
-    return function
-
 
 def _hook_functions(result: Any) -> dict[str, str]:
     """Hook name (BeforeAllowTraffic, AfterAllowTraffic) -> the hook function's logical id."""
@@ -270,16 +264,6 @@ def _hook_functions(result: Any) -> dict[str, str]:
     }
 
 
-def _policies_of(result: Any, role_id: str) -> dict[str, dict[str, Any]]:
-    return {
-        logical_id: policy
-        for logical_id, policy in result.resources("AWS::IAM::Policy").items()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-    }
-
-
-def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    return policy["Properties"]["PolicyDocument"]["Statement"]
 
 
 def _logical_id(result: Any, resource_type: str) -> str:

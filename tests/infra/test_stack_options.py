@@ -337,22 +337,6 @@ def _model_key(result: Any) -> str:
     return key
 
 
-def _role_statements(result: Any, role_id: str) -> list[dict[str, Any]]:
-    return [
-        statement
-        for policy in result.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-
-
-def _inference_function(result: Any) -> dict[str, Any]:
-    return next(
-        v
-        for k, v in result.resources("AWS::Lambda::Function").items()
-        if k.startswith("InferenceFunction")
-    )
-
 
 def test_s3_model_bucket_is_versioned_encrypted_private_and_logged(s3_package: Any) -> None:
     model_bucket_id = _model_bucket_id(s3_package)
@@ -402,7 +386,7 @@ def test_s3_bucket_policy_lets_only_the_upload_write_and_no_one_delete(s3_packag
 
 def test_s3_model_version_is_pinned_in_the_functions_environment(s3_package: Any) -> None:
     sha256 = s3_package.stack.settings.model_sha256
-    function = _inference_function(s3_package)
+    function = s3_package.inference_function()
     variables = function["Properties"]["Environment"]["Variables"]
     upload_id = next(
         k
@@ -425,9 +409,9 @@ def test_s3_model_version_is_pinned_in_the_functions_environment(s3_package: Any
 
 
 def test_s3_function_may_read_exactly_the_pinned_object_version(s3_package: Any) -> None:
-    role_id = _inference_function(s3_package)["Properties"]["Role"]["Fn::GetAtt"][0]
+    role_id = s3_package.inference_function()["Properties"]["Role"]["Fn::GetAtt"][0]
     s3_statements = [
-        s for s in _role_statements(s3_package, role_id) if "s3:" in json.dumps(s["Action"])
+        s for s in s3_package.role_statements(role_id) if "s3:" in json.dumps(s["Action"])
     ]
     assert s3_statements == [
         {
@@ -449,7 +433,7 @@ def test_s3_upload_role_can_write_only_the_one_model_object(s3_package: Any) -> 
     )
     role = s3_package.template_json["Resources"][upload_role_id]["Properties"]
     assert "ManagedPolicyArns" not in role
-    statements = _role_statements(s3_package, upload_role_id)
+    statements = s3_package.role_statements(upload_role_id)
     by_action = {json.dumps(statement["Action"]): statement for statement in statements}
     bucket_arn = {"Fn::GetAtt": [_model_bucket_id(s3_package), "Arn"]}
     model_object = {"Fn::Join": ["", [bucket_arn, f"/{_model_key(s3_package)}"]]}
@@ -502,7 +486,7 @@ def test_image_package_is_a_docker_image_function_built_at_deploy(
     synth: Synth, tmp_path: Any
 ) -> None:
     result = synth({"package": "image"}, architecture="arm64", python="3.13")
-    function = _inference_function(result)["Properties"]
+    function = result.inference_function()["Properties"]
     assert function["PackageType"] == "Image"
     assert function["Architectures"] == ["arm64"]
     assert "SnapStart" not in function and "Runtime" not in function and "Handler" not in function

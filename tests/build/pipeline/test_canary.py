@@ -64,3 +64,27 @@ def test_inputs_too_large_for_the_manifest_record_no_canary(
     config = load_config(REPO_ROOT / "examples" / "digits")
     assert record_canary(config, tmp_path, manifest) is manifest
     assert load_manifest(tmp_path / "manifest.json").canary is None
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("minilm")  # the MiniLM build is made once per session, on one worker
+def test_minilm_records_texts_and_vectors_checked_by_cosine(minilm_build: Path) -> None:
+    from slimserve.infra import canary_hook
+
+    manifest = load_manifest(minilm_build / "manifest.json")
+    canary = manifest.canary
+    assert canary is not None
+    assert canary.check.metric == "cosine"
+    assert canary.check.threshold == 0.95  # examples/minilm: validation.min_cosine
+    assert len(canary.samples) == CANARY_SAMPLES
+    service = create_app(load_model(minilm_build, intra_op_threads=1)).service
+    dimensions = manifest.outputs[0].shape[-1]
+    answers = []
+    for sample in canary.samples:
+        (tensor,) = sample.request["inputs"]
+        assert (tensor["name"], tensor["datatype"], tensor["shape"]) == ("text", "BYTES", [1])
+        assert len(sample.expected) == dimensions
+        reply = service.infer(manifest.name, None, json.dumps(sample.request).encode(), None)
+        (output,) = json.loads(reply.body)["outputs"]
+        answers.append((sample.expected, output["data"]))
+    assert canary_hook.compare(canary.check.model_dump(), answers) == []
