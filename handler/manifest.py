@@ -71,7 +71,11 @@ class Sizes(_Strict):
 class Limits(_Strict):
     """Request limits the handler enforces (OWASP API4) and infra mirrors."""
 
-    max_body_bytes: int = 5 * 1024 * 1024  # below Lambda's 6 MB synchronous payload
+    # 4 MiB: API Gateway hands binary bodies to Lambda base64-encoded (4 bytes per 3), so a body
+    # at this limit arrives as 5,592,408 bytes and, with the event around it, stays under Lambda's
+    # 6,291,456-byte synchronous payload: the client gets the handler's 413, never a gateway 5xx.
+    # (5 MiB would arrive as 6,990,508 bytes.) infra/options.py enforces the bound for any value.
+    max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 64
     max_elements: int = 1_000_000
     max_text_chars: int = 10_000
@@ -85,6 +89,34 @@ class Runtime(_Strict):
     memory_mb: int = 1024
     timeout_s: int = 20
     limits: Limits = Field(default_factory=Limits)
+
+
+class CanaryCheck(_Strict):
+    """How a deployment's canary compares the new version's answers with the recorded ones.
+
+    ``top1``: the index of the largest value of ``output`` must agree on at least ``threshold``
+    of the samples (the gate's accuracy tolerance: 1 - tolerance). ``cosine``: every sample's
+    ``output`` must reach cosine ``threshold`` with the recorded vector (the gate's min_cosine).
+    """
+
+    output: str
+    metric: Literal["top1", "cosine"]
+    threshold: float
+
+
+class CanarySample(_Strict):
+    """One held-out request (an Open Inference Protocol JSON body) and the shipped model's
+    answer to it: the data of ``CanaryCheck.output``, flattened."""
+
+    request: dict[str, Any]
+    expected: list[float]
+
+
+class Canary(_Strict):
+    """Requests the deploy-time canary (infra's pre-traffic hook) replays against a new version."""
+
+    check: CanaryCheck
+    samples: list[CanarySample]
 
 
 class Manifest(_Strict):
@@ -104,6 +136,8 @@ class Manifest(_Strict):
     validation: Validation | None = None
     sizes: Sizes | None = None
     runtime: Runtime = Field(default_factory=Runtime)
+    # Written by the build (build/pipeline/canary.py); absent in manifests of older builds.
+    canary: Canary | None = None
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 

@@ -2,6 +2,17 @@
 
 All Lambda metrics are the alias's (``FunctionName`` + ``Resource`` dimensions), so during a
 canary they cover both the old and the new version: exactly the traffic users see.
+
+Every alarm notifies the ``alarm_topic_arn`` topic when given, on ALARM and on OK, so a person
+learns both that something broke and that it recovered; CodeDeploy reads the rollback alarms too.
+
+Missing data stays "not breaching", on purpose. The Lambda metrics are counts and the API
+metrics rates of requests that happened: a minute without requests has no errors, throttles or
+slow requests, and "breaching" would roll back every deployment of a quiet service and page
+someone every quiet night. That an alarm cannot see a canary nobody calls is answered elsewhere:
+the BeforeAllowTraffic hook (hooks.py) sends the build's held-out requests to the new version
+itself and fails the deployment unless they are answered correctly, so no version takes traffic
+untested, whether or not users call it during the canary window.
 """
 
 from __future__ import annotations
@@ -10,7 +21,9 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 PERIOD = Duration.minutes(1)
@@ -36,7 +49,7 @@ class ServiceAlarms:
     api_5xx_rate: cloudwatch.Alarm
     api_4xx_rate: cloudwatch.Alarm
 
-    def rollback_alarms(self) -> list[cloudwatch.IAlarm]:
+    def rollback_alarms(self) -> list[cloudwatch.Alarm]:
         """Alarms that stop and roll back a deployment.
 
         Not the 4xx rate: clients cause 4xx (bad tensors, missing auth), and one misbehaving
@@ -52,6 +65,7 @@ def create_alarms(
     timeout_s: int,
     api_5xx_rate: cloudwatch.IMetric,
     api_4xx_rate: cloudwatch.IMetric,
+    topic: sns.ITopic | None = None,
 ) -> ServiceAlarms:
     def alarm(
         construct_id: str,
@@ -59,7 +73,7 @@ def create_alarms(
         threshold: float,
         description: str,
     ) -> cloudwatch.Alarm:
-        return cloudwatch.Alarm(
+        created = cloudwatch.Alarm(
             scope,
             construct_id,
             metric=metric,
@@ -67,10 +81,14 @@ def create_alarms(
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=EVALUATION_PERIODS,
             datapoints_to_alarm=DATAPOINTS_TO_ALARM,
-            # No traffic is not a failure.
+            # No requests, no failures (see the module docstring).
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description,
         )
+        if topic is not None:
+            created.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+            created.add_ok_action(cloudwatch_actions.SnsAction(topic))
+        return created
 
     duration_threshold_ms = round(timeout_s * 1000 * DURATION_P99_SHARE_OF_TIMEOUT)
     return ServiceAlarms(

@@ -6,22 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Size
+from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from slimserve.handler.constants import (
     ENV_MODEL_S3_BUCKET,
     ENV_MODEL_S3_KEY,
     ENV_MODEL_S3_SHA256,
+    ENV_MODEL_S3_VERSION,
     ENV_THREADS,
 )
 from slimserve.infra import nag
 from slimserve.infra.image import image_context_excludes, write_dockerfile
+from slimserve.infra.log_groups import retained_log_group
 from slimserve.infra.options import StackSettings
+from slimserve.infra.tracing import trace_actively
 
 LIVE_ALIAS = "live"
 
@@ -43,44 +45,14 @@ def lambda_runtime(python: str) -> lambda_.Runtime:
     return _RUNTIMES[python]
 
 
-# CloudWatch's allowed retentions (options.LOG_RETENTION_DAYS) to CDK's named members.
-_RETENTION: dict[int, logs.RetentionDays] = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def log_retention(days: int) -> logs.RetentionDays:
-    return _RETENTION[days]
-
-
 @dataclass(frozen=True)
 class ModelObject:
-    """Where a function with package=s3 finds its model."""
+    """Where a function with package=s3 finds its model: one object version, one hash."""
 
     bucket_name: str
     key: str
     sha256: str
+    version_id: str
 
 
 class InferenceFunction(Construct):
@@ -102,15 +74,10 @@ class InferenceFunction(Construct):
         super().__init__(scope, construct_id)
         options = settings.options
 
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(options.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.log_group = retained_log_group(self, "Logs", options)
         # Least privilege: no AWSLambdaBasicExecutionRole (it can create any log group); the
-        # role may write to this function's log group only. CDK adds the two X-Ray write
-        # actions for active tracing; ModelStore adds the read of the one model object.
+        # role may write to this function's log group only. The two X-Ray write actions get a
+        # policy of their own (tracing.py); ModelStore adds the read of the one model object.
         self.role = iam.Role(
             self,
             "Role",
@@ -130,6 +97,9 @@ class InferenceFunction(Construct):
                 ENV_MODEL_S3_BUCKET: model_object.bucket_name,
                 ENV_MODEL_S3_KEY: model_object.key,
                 ENV_MODEL_S3_SHA256: model_object.sha256,
+                # The exact object version the deploy uploaded: a later write to the key (a new
+                # version) never reaches this function version.
+                ENV_MODEL_S3_VERSION: model_object.version_id,
             }
 
         common: dict[str, Any] = {
@@ -141,8 +111,7 @@ class InferenceFunction(Construct):
             "role": self.role,
             "log_group": self.log_group,
             "logging_format": lambda_.LoggingFormat.JSON,
-            "tracing": lambda_.Tracing.ACTIVE,
-            "reserved_concurrent_executions": options.reserved_concurrency,
+            "reserved_concurrent_executions": settings.reserved_concurrency,
             "description": f"slimserve {settings.stack_name}: model {settings.model_sha256}",
         }
         if options.package == "image":
@@ -151,6 +120,7 @@ class InferenceFunction(Construct):
                 python=settings.python,
                 architecture=settings.architecture,
                 handler=settings.handler,
+                base_digest=options.image_base_digest,
             )
             self.function: lambda_.Function = lambda_.DockerImageFunction(
                 self,
@@ -180,8 +150,8 @@ class InferenceFunction(Construct):
             if settings.python != nag.NAG_LATEST_PYTHON:
                 nag.acknowledge(self.function, *nag.pinned_runtime(settings.python))
 
+        trace_actively(self.function, self.role)
         nag.acknowledge(self.function, nag.SYNC_INVOKE_NO_DLQ)
-        nag.acknowledge(self.role, nag.XRAY_WRITE_NEEDS_STAR)
 
         self.alias = lambda_.Alias(
             self,

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from slimserve.infra import nag
 from slimserve.infra.access_logs import HttpStageAccessLogs
-from slimserve.infra.function import log_retention
+from slimserve.infra.log_groups import retained_log_group
 from slimserve.infra.options import StackSettings
 
 # One greedy route: the handler's ASGI app does the routing (Open Inference Protocol paths, /docs).
@@ -51,14 +49,11 @@ class HttpApiFront(Construct):
                 payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
             ),
             authorizer=_authorizer(settings),
+            # With jwt_scopes, a token must carry at least one of them ("scope"/"scp" claim).
+            authorization_scopes=list(options.jwt_scopes) or None,
         )[0]
 
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(options.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.access_logs = retained_log_group(self, "AccessLogs", options)
         self.stage = apigwv2.HttpStage(
             self,
             "Stage",

@@ -39,7 +39,8 @@ def acknowledge(construct: IConstruct, *acks: Ack) -> None:
 XRAY_WRITE_NEEDS_STAR = Ack(
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
     "Active X-Ray tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which "
-    "support no resource-level permissions; the actions themselves are exact, not wildcards.",
+    "support no resource-level permissions; this policy holds exactly those two actions and "
+    "nothing else, so the acknowledgment covers no other statement of the role.",
 )
 SYNC_INVOKE_NO_DLQ = Ack(
     "Serverless::Serverless-LambdaDLQ",
@@ -72,39 +73,6 @@ def pinned_runtime(python: str) -> tuple[Ack, ...]:
 
 
 # --- model upload (package=s3): aws-cdk-lib's BucketDeployment --------------------------------
-
-_ASSET_READ = (
-    "aws-cdk-lib's BucketDeployment grants its upload function read on the CDK asset bucket "
-    "(Source.asset -> grantRead) to fetch the model asset; the function runs only during a "
-    "deployment, and the inference function's role has none of this."
-)
-_MODEL_BUCKET_WRITE = (
-    "aws-cdk-lib's BucketDeployment grants its upload function read/write on the model bucket "
-    "(grantReadWrite) to copy the model in; prune=false means it never deletes, and the "
-    "inference function's role can read only the one model object."
-)
-
-
-def bucket_deployment_grants(
-    *, model_bucket_logical_id: str, asset_bucket_qualifier: str
-) -> tuple[Ack, ...]:
-    asset_objects = (
-        f"arn:<AWS::Partition>:s3:::cdk-{asset_bucket_qualifier}-assets-"
-        "<AWS::AccountId>-<AWS::Region>/*"
-    )
-    return (
-        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:GetBucket*]", _ASSET_READ),
-        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:GetObject*]", _ASSET_READ),
-        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:List*]", _ASSET_READ),
-        Ack(f"AwsSolutions::AwsSolutions-IAM5[Resource::{asset_objects}]", _ASSET_READ),
-        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:Abort*]", _MODEL_BUCKET_WRITE),
-        Ack("AwsSolutions::AwsSolutions-IAM5[Action::s3:DeleteObject*]", _MODEL_BUCKET_WRITE),
-        Ack(
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{model_bucket_logical_id}.Arn>/*]",
-            _MODEL_BUCKET_WRITE,
-        ),
-    )
-
 
 _UPLOAD_RUNTIME = (
     "The upload function's runtime is chosen by aws-cdk-lib's BucketDeployment (its bundled "
@@ -141,31 +109,39 @@ REST_API_WAF_OPT_IN = Ack(
 API_GATEWAY_LOGGING_MANAGED_POLICY = Ack(
     "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
     "AmazonAPIGatewayPushToCloudWatchLogs]",
-    "API Gateway's account-wide CloudWatch role needs AmazonAPIGatewayPushToCloudWatchLogs, "
-    "the AWS-maintained policy that only creates and writes API Gateway log groups; stage "
-    "and method logging cannot work without it.",
+    "AmazonAPIGatewayPushToCloudWatchLogs allows logs:CreateLogGroup, CreateLogStream, "
+    "DescribeLogGroups, DescribeLogStreams, PutLogEvents, GetLogEvents and FilterLogEvents on "
+    "every log group of the account. Only apigateway.amazonaws.com can assume this role, and "
+    "it is API Gateway's account-wide (per region) logging role (AWS::ApiGateway::Account): "
+    "it serves every REST API of the region, so it cannot be narrowed to this stack's log "
+    "groups, and setting it replaces any role set before. Keep an existing role with "
+    "api_gateway_cloudwatch_role=false.",
 )
 
 
 def anonymous_api(api: str) -> Ack:
     return Ack(
         "AwsSolutions::AwsSolutions-APIG4",
-        f"Anonymous access to the {api} API was requested explicitly with auth=none; synth "
-        "prints a warning saying so.",
+        f"Anonymous access to the {api} API was requested with auth=none and acknowledged with "
+        "allow_anonymous=true; synth refuses it without an explicit reserved_concurrency "
+        "ceiling on what anonymous callers can run, and prints a warning.",
     )
 
 
 API_KEY_IS_THE_AUTH = Ack(
     "AwsSolutions::AwsSolutions-APIG4",
-    "auth=api_key was chosen explicitly: every method requires an API key that a usage plan "
-    "throttles and meters per key; there is no separate authorizer by design.",
+    "auth=api_key was chosen explicitly. API keys identify, throttle and meter callers through "
+    "a usage plan; AWS advises against using them for authorization (a key is a long-lived "
+    "secret every client holds and sends with each request). infra/README.md says they are "
+    "for metering and points to auth=iam for access control.",
 )
 
-# --- rollout ------------------------------------------------------------------------------------
+# --- rollout: CodeDeploy lifecycle hooks ---------------------------------------------------------
 
-CODEDEPLOY_MANAGED_POLICY = Ack(
-    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-    "AWSCodeDeployRoleForLambdaLimited]",
-    "CodeDeploy's service role uses AWSCodeDeployRoleForLambdaLimited, the AWS-maintained "
-    "least-privilege policy for shifting Lambda alias traffic and reading alarms.",
+HOOK_ASYNC_NO_DLQ = Ack(
+    "Serverless::Serverless-LambdaDLQ",
+    "CodeDeploy invokes its lifecycle hook asynchronously and waits for the hook to report a "
+    "status; the hook reports Failed on any error, and an unreported hook fails and rolls back "
+    "the deployment at CodeDeploy's timeout. A queued event replayed after that could report "
+    "to no deployment.",
 )

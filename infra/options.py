@@ -29,7 +29,14 @@ from pydantic import (
     model_validator,
 )
 
-from slimserve.handler.manifest import Architecture, Manifest
+from slimserve.handler.manifest import Architecture, Canary, Manifest
+from slimserve.infra.errors import OptionsError
+from slimserve.infra.sizing import (
+    ephemeral_storage_mb,
+    reserved_concurrency,
+    snapstart_applies,
+    threads_for_memory,
+)
 
 # CDK context keys the app reads (``cdk synth -c manifest=... -c options=<json>``).
 CONTEXT_MANIFEST = "manifest"
@@ -40,28 +47,38 @@ AuthMode = Literal["iam", "jwt", "api_key", "none"]
 PackageType = Literal["zip", "s3", "image"]
 RolloutType = Literal["canary", "linear", "all_at_once"]
 ApiKeyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# RFC 6749 scope-token characters (printable ASCII except space, '"' and '\\').
+JwtScope = Annotated[str, StringConstraints(pattern=r"^[!#-\[\]-~]{1,128}$")]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# "<managed rule group>=<static version>", e.g. "AWSManagedRulesCommonRuleSet=Version_1.19".
+WafRuleVersion = Annotated[str, StringConstraints(pattern=r"^AWSManagedRules[A-Za-z]+=Version_\d+\.\d+$")]
+PositiveInt = Annotated[int, Field(ge=1)]
+# "off": no reserved concurrency (an account whose concurrency quota is below N + 100 cannot
+# reserve any: Lambda keeps 100 unreserved).
+ReservedConcurrency = PositiveInt | Literal["off"]
 
 # API Gateway ends every integration after 29 s (raisable only on some REST APIs, and then
 # only by a quota request), so a function allowed to run 29 s or more answers nobody.
 API_GATEWAY_TIMEOUT_S = 29
 MAX_FUNCTION_TIMEOUT_S = API_GATEWAY_TIMEOUT_S - 1
 
-# Lambda gives one full vCPU per 1,769 MB of memory and at most 6 vCPUs (10,240 MB).
-MB_PER_VCPU = 1769
-MAX_VCPUS = 6
-
-# Lambda's default /tmp, and the most SnapStart supports.
-DEFAULT_EPHEMERAL_MB = 512
-MAX_EPHEMERAL_MB = 10240
-# Room in /tmp beside a downloaded model (partial download file, onnxruntime scratch).
-EPHEMERAL_HEADROOM_MB = 64
-
 # Lambda's synchronous request payload limit, and room for the event around the body
 # (headers, request context) that API Gateway adds.
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 EVENT_ENVELOPE_BYTES = 64 * 1024
+# Binary bodies reach Lambda base64-encoded: 4 bytes for every 3 (a body of 5 MiB arrives as
+# 6,990,508 bytes), so the largest body the handler can still answer with its own 413 is
+MAX_BODY_BYTES = (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES) // 4 * 3  # 4,669,440
 
-SNAPSTART_MIN_PYTHON = (3, 12)
+MAX_BUDGET_EMAILS = 10  # AWS Budgets: 10 e-mail subscribers per notification (plus one topic)
+
+# AWS WAF managed rule groups that have static versions (the IP reputation lists have none), and
+# the versions pinned unless waf_rule_versions says otherwise. A pinned version changes only
+# when this file (or the option) does; list them with `aws wafv2
+# list-available-managed-rule-group-versions --scope REGIONAL --vendor-name AWS --name <group>`.
+WAF_VERSIONED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet")
+WAF_DEFAULT_RULE_VERSIONS: dict[str, str] = {"AWSManagedRulesCommonRuleSet": "Version_1.19"}
+
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 
 # Values CloudWatch Logs accepts for a log group's retention.
@@ -69,10 +86,6 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
     2922, 3288, 3653,
 )  # fmt: skip
-
-
-class OptionsError(ValueError):
-    """The stack options are invalid, alone or together with the manifest."""
 
 
 class StackOptions(BaseModel):
@@ -89,6 +102,12 @@ class StackOptions(BaseModel):
     auth: AuthMode = "iam"
     jwt_issuer: str | None = Field(None, description="https:// issuer URL, for auth=jwt")
     jwt_audience: tuple[str, ...] = Field((), description="accepted 'aud' values, for auth=jwt")
+    jwt_scopes: tuple[JwtScope, ...] = Field(
+        (), description="scopes a token must carry (any one of them), for auth=jwt"
+    )
+    allow_anonymous: bool = Field(
+        False, description="acknowledge that auth=none lets anyone call (and bill) the API"
+    )
     api_keys: tuple[ApiKeyName, ...] = Field(
         ("default",), description="names of the API keys to create, for auth=api_key"
     )
@@ -96,16 +115,47 @@ class StackOptions(BaseModel):
     usage_plan_burst_limit: int = Field(20, ge=1, description="burst per API key")
     usage_plan_quota_per_day: int = Field(10_000, ge=1, description="requests/day per API key")
     waf: bool = Field(False, description="attach an AWS WAF web ACL (REST API only)")
+    waf_rule_versions: tuple[WafRuleVersion, ...] = Field(
+        (), description="pin managed rule groups: 'Group=Version_x.y' (waf=true)"
+    )
+    api_gateway_cloudwatch_role: bool = Field(
+        True,
+        description="api=rest: set API Gateway's account-wide CloudWatch Logs role (per region); "
+        "false keeps the one the account already has",
+    )
     throttle_rate_limit: float = Field(50.0, gt=0, description="stage steady-state requests/s")
     throttle_burst_limit: int = Field(100, ge=1, description="stage burst")
     log_retention_days: int = 30
+    log_kms_key_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$",
+        description="customer-managed KMS key for every log group (its policy must allow logs)",
+    )
+    alarm_topic_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$",
+        description="SNS topic every alarm notifies (ALARM and OK), and the budget",
+    )
+    budget_monthly_usd: float | None = Field(
+        None, gt=0, description="AWS Budgets cost alarm on this stack's tagged resources"
+    )
+    budget_emails: tuple[EmailAddress, ...] = Field(
+        (), description="e-mail addresses the budget alarm notifies"
+    )
     memory_mb: int | None = Field(None, ge=128, le=10240, description="default: manifest")
     timeout_s: int | None = Field(None, ge=1, description="default: manifest; at most 28")
-    reserved_concurrency: int | None = Field(None, ge=1)
+    reserved_concurrency: ReservedConcurrency | None = Field(
+        None, description="default: derived from throttle_rate_limit and the timeout; 'off'"
+    )
     snapstart: bool | None = Field(None, description="default: on where it applies")
     provisioned_concurrency: int = Field(0, ge=0)
     rollout: RolloutType = "canary"
     package: PackageType = "zip"
+    image_base_digest: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="package=image: pin the Lambda base image to this digest",
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> StackOptions:
@@ -134,8 +184,46 @@ def _combination_errors(options: StackOptions) -> list[str]:
             errors.append("auth=jwt needs jwt_issuer, an https:// URL")
         if not options.jwt_audience:
             errors.append("auth=jwt needs at least one jwt_audience")
-    elif options.jwt_issuer is not None or options.jwt_audience:
-        errors.append("jwt_issuer and jwt_audience apply only to auth=jwt")
+    elif options.jwt_issuer is not None or options.jwt_audience or options.jwt_scopes:
+        errors.append("jwt_issuer, jwt_audience and jwt_scopes apply only to auth=jwt")
+    if options.auth == "none":
+        if not options.allow_anonymous:
+            errors.append(
+                "auth=none needs allow_anonymous=true: anyone who finds the URL can run (and "
+                "pay for) inference, so anonymous access must be acknowledged explicitly"
+            )
+        if not isinstance(options.reserved_concurrency, int):
+            errors.append(
+                "auth=none needs reserved_concurrency=<N>: a ceiling on the executions (and the "
+                "cost) anonymous callers can cause"
+            )
+    elif options.allow_anonymous:
+        errors.append("allow_anonymous applies only to auth=none")
+    if not options.api_gateway_cloudwatch_role and options.api != "rest":
+        errors.append("api_gateway_cloudwatch_role applies only to api=rest")
+    if options.waf_rule_versions and not options.waf:
+        errors.append("waf_rule_versions applies only to waf=true")
+    pinned = [entry.split("=")[0] for entry in options.waf_rule_versions]
+    for group in sorted(set(pinned) - set(WAF_VERSIONED_RULE_GROUPS)):
+        errors.append(
+            f"waf_rule_versions: {group} is not a versioned rule group of this web ACL "
+            f"(choose from {', '.join(WAF_VERSIONED_RULE_GROUPS)})"
+        )
+    if len(set(pinned)) != len(pinned):
+        errors.append("waf_rule_versions must not pin a rule group twice")
+    if options.budget_monthly_usd is None and options.budget_emails:
+        errors.append("budget_emails applies only with budget_monthly_usd")
+    if options.budget_monthly_usd is not None and not (
+        options.alarm_topic_arn or options.budget_emails
+    ):
+        errors.append(
+            "budget_monthly_usd needs alarm_topic_arn or budget_emails: a budget alarm must "
+            "notify someone"
+        )
+    if len(options.budget_emails) > MAX_BUDGET_EMAILS:
+        errors.append(f"budget_emails takes at most {MAX_BUDGET_EMAILS} addresses")
+    if options.image_base_digest is not None and options.package != "image":
+        errors.append("image_base_digest applies only to package=image")
     if options.auth == "api_key" and not options.api_keys:
         errors.append("auth=api_key needs at least one name in api_keys")
     if len(set(options.api_keys)) != len(options.api_keys):
@@ -154,7 +242,7 @@ def _combination_errors(options: StackOptions) -> list[str]:
     if options.snapstart and options.package == "image":
         errors.append("snapstart needs a zip package: Lambda has no SnapStart for container images")
     if (
-        options.reserved_concurrency is not None
+        isinstance(options.reserved_concurrency, int)
         and options.provisioned_concurrency > options.reserved_concurrency
     ):
         errors.append(
@@ -208,12 +296,17 @@ class StackSettings:
     threads: int
     snapstart: bool
     ephemeral_mb: int
+    model_name: str
+    model_version: str
     model_sha256: str
     model_file: str
     model_bytes: int
     max_body_bytes: int
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    reserved_concurrency: int | None  # None: reserved_concurrency=off
+    waf_rule_versions: dict[str, str]
+    canary: Canary | None  # the held-out requests the pre-traffic hook replays
 
 
 def resolve_settings(manifest: Manifest, options: StackOptions) -> StackSettings:
@@ -237,15 +330,17 @@ def resolve_settings(manifest: Manifest, options: StackOptions) -> StackSettings
         raise OptionsError(f"memory must be between 128 and 10240 MB (got {memory_mb})")
 
     max_body_bytes = manifest.runtime.limits.max_body_bytes
-    if max_body_bytes + EVENT_ENVELOPE_BYTES > LAMBDA_SYNC_PAYLOAD_BYTES:
+    if max_body_bytes > MAX_BODY_BYTES:
+        encoded = 4 * math.ceil(max_body_bytes / 3)
         raise OptionsError(
-            f"manifest runtime.limits.max_body_bytes ({max_body_bytes}) leaves no room in "
-            f"Lambda's {LAMBDA_SYNC_PAYLOAD_BYTES}-byte synchronous payload: bodies near it "
-            "would fail with 502 at API Gateway instead of the handler's 413; at most "
-            f"{LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES}"
+            f"manifest runtime.limits.max_body_bytes ({max_body_bytes}) is too large: API Gateway "
+            f"passes binary bodies base64-encoded ({encoded} bytes for this one), which with the "
+            f"event around it exceeds Lambda's {LAMBDA_SYNC_PAYLOAD_BYTES}-byte synchronous "
+            "payload, so clients would get a gateway 5xx instead of the handler's 413; at most "
+            f"{MAX_BODY_BYTES}"
         )
-    ephemeral_mb = _ephemeral_mb(options.package, manifest.model.bytes)
-    snapstart = _snapstart(options, python, ephemeral_mb)
+    ephemeral_mb = ephemeral_storage_mb(options.package, manifest.model.bytes)
+    snapstart = snapstart_applies(options, python, ephemeral_mb)
     return StackSettings(
         options=options,
         stack_name=options.stack_name or default_stack_name(manifest.name),
@@ -257,58 +352,21 @@ def resolve_settings(manifest: Manifest, options: StackOptions) -> StackSettings
         threads=threads_for_memory(memory_mb),
         snapstart=snapstart,
         ephemeral_mb=ephemeral_mb,
+        model_name=manifest.name,
+        model_version=manifest.version,
         model_sha256=manifest.model.sha256,
         model_file=manifest.model.file,
         model_bytes=manifest.model.bytes,
         max_body_bytes=max_body_bytes,
         input_names=tuple(spec.name for spec in manifest.inputs),
         output_names=tuple(spec.name for spec in manifest.outputs),
+        reserved_concurrency=reserved_concurrency(options, timeout_s),
+        waf_rule_versions=WAF_DEFAULT_RULE_VERSIONS
+        | dict(entry.split("=") for entry in options.waf_rule_versions),
+        canary=manifest.canary,
     )
 
 
 def default_stack_name(manifest_name: str) -> str:
     # Manifest names allow '.' and '_', CloudFormation stack names do not.
     return "slimserve-" + re.sub(r"[^A-Za-z0-9-]", "-", manifest_name)
-
-
-def threads_for_memory(memory_mb: int) -> int:
-    """onnxruntime intra-op threads for a memory size: the vCPUs Lambda gives, rounded.
-
-    Rounding (not flooring) because Lambda exposes whole cores and shares time between them:
-    at 3,008 MB (1.7 vCPU) two threads finish sooner than one.
-    """
-    return max(1, min(MAX_VCPUS, round(memory_mb / MB_PER_VCPU)))
-
-
-def _ephemeral_mb(package: PackageType, model_bytes: int) -> int:
-    if package != "s3":
-        return DEFAULT_EPHEMERAL_MB
-    needed = math.ceil(model_bytes / (1024 * 1024)) + EPHEMERAL_HEADROOM_MB
-    if needed > MAX_EPHEMERAL_MB:
-        raise OptionsError(
-            f"package=s3 downloads the model to /tmp, which holds at most {MAX_EPHEMERAL_MB} MB; "
-            f"this model needs {needed} MB"
-        )
-    return max(DEFAULT_EPHEMERAL_MB, needed)
-
-
-def _snapstart(options: StackOptions, python: str, ephemeral_mb: int) -> bool:
-    """SnapStart on published versions wherever Lambda supports it, unless the user opted out."""
-    major, minor = (int(part) for part in python.split("."))
-    reasons_not = []
-    if (major, minor) < SNAPSTART_MIN_PYTHON:
-        reasons_not.append(
-            f"SnapStart needs Python 3.12 or newer (manifest runtime.python is {python})"
-        )
-    if ephemeral_mb > DEFAULT_EPHEMERAL_MB:
-        reasons_not.append(
-            f"SnapStart supports at most {DEFAULT_EPHEMERAL_MB} MB of /tmp "
-            f"(package=s3 needs {ephemeral_mb} MB for this model)"
-        )
-    if options.snapstart is None:
-        return (
-            not reasons_not and options.package != "image" and options.provisioned_concurrency == 0
-        )
-    if options.snapstart and reasons_not:
-        raise OptionsError("snapstart=true is not possible: " + "; ".join(reasons_not))
-    return options.snapstart

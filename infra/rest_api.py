@@ -8,13 +8,12 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from slimserve.handler.manifest import Datatype
 from slimserve.infra import nag
 from slimserve.infra.access_logs import rest_api_format
-from slimserve.infra.function import log_retention
+from slimserve.infra.log_groups import retained_log_group
 from slimserve.infra.options import StackSettings
 from slimserve.infra.waf import RestApiWebAcl
 
@@ -57,12 +56,7 @@ class RestApiFront(Construct):
         super().__init__(scope, construct_id)
         options = settings.options
         self._api_name = settings.stack_name
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(options.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.access_logs = retained_log_group(self, "AccessLogs", options)
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -70,9 +64,14 @@ class RestApiFront(Construct):
             description=f"slimserve {settings.stack_name} (Open Inference Protocol v2)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             binary_media_types=list(BINARY_MEDIA_TYPES),
-            # Stage/method logging needs API Gateway's account-level CloudWatch role.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            # Stage/method and access logging need API Gateway's CloudWatch role, an account-
+            # wide (per region) setting (AWS::ApiGateway::Account): creating it replaces any
+            # role set before. api_gateway_cloudwatch_role=false leaves the existing one; the
+            # stage then fails to deploy if the account has none.
+            cloud_watch_role=options.api_gateway_cloudwatch_role,
+            cloud_watch_role_removal_policy=(
+                RemovalPolicy.RETAIN if options.api_gateway_cloudwatch_role else None
+            ),
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
                 throttling_rate_limit=options.throttle_rate_limit,
@@ -99,12 +98,11 @@ class RestApiFront(Construct):
         # API Gateway writes stage/method (execution) logs to a log group it creates on first
         # use, with no retention. Creating it first, under the name API Gateway will use,
         # gives it one.
-        self.execution_logs = logs.LogGroup(
+        self.execution_logs = retained_log_group(
             self,
             "ExecutionLogs",
-            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
-            retention=log_retention(options.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
+            options,
+            name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
         )
         self.stage.node.add_dependency(self.execution_logs)
         self.validator = self.api.add_request_validator(
@@ -163,7 +161,9 @@ class RestApiFront(Construct):
                 plan.add_api_key(key)
                 self.api_keys[name] = key
 
-        self.web_acl = RestApiWebAcl(self, "Waf", stage=self.stage) if options.waf else None
+        self.web_acl = (
+            RestApiWebAcl(self, "Waf", settings=settings, stage=self.stage) if options.waf else None
+        )
         self.url = self.api.url
         self.execute_api_arn = self.api.arn_for_execute_api(stage=STAGE_NAME)
 
@@ -173,8 +173,9 @@ class RestApiFront(Construct):
             elif options.auth == "api_key":
                 nag.acknowledge(method, nag.API_KEY_IS_THE_AUTH)
             nag.acknowledge(method, nag.REST_API_NO_COGNITO)
-        cloud_watch_role = self.api.node.find_child("CloudWatchRole")
-        nag.acknowledge(cloud_watch_role, nag.API_GATEWAY_LOGGING_MANAGED_POLICY)
+        if options.api_gateway_cloudwatch_role:
+            cloud_watch_role = self.api.node.find_child("CloudWatchRole")
+            nag.acknowledge(cloud_watch_role, nag.API_GATEWAY_LOGGING_MANAGED_POLICY)
         if not options.waf:
             nag.acknowledge(self.stage, nag.REST_API_WAF_OPT_IN)
 

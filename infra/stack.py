@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Annotations, CfnOutput, Stack, Tags
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from slimserve.handler.manifest import Manifest
 from slimserve.infra.alarms import ServiceAlarms, create_alarms
+from slimserve.infra.budget import MODEL_TAG, create_budget
 from slimserve.infra.function import InferenceFunction
+from slimserve.infra.hooks import create_traffic_hooks
 from slimserve.infra.http_api import HttpApiFront
 from slimserve.infra.model_store import ModelStore
 from slimserve.infra.options import StackOptions, StackSettings, resolve_settings
@@ -37,7 +40,7 @@ class SlimserveStack(Stack):
         )
         settings = self.settings
         # Cost allocation and ownership: every taggable resource names the model it serves.
-        Tags.of(self).add("slimserve:model", manifest.name)
+        Tags.of(self).add(MODEL_TAG, manifest.name)
         Tags.of(self).add("slimserve:model-version", manifest.version)
 
         self.model_store = (
@@ -53,10 +56,10 @@ class SlimserveStack(Stack):
             model_object=self.model_store.model_object if self.model_store else None,
         )
         if self.model_store is not None:
-            self.model_store.grant_read_model(self.inference.role)
             # Publishing a version runs the init phase (SnapStart snapshots it), and init
-            # downloads the model: the object has to be there first.
-            self.inference.function.node.add_dependency(self.model_store.upload)
+            # downloads the model: the function's environment names the VersionId the upload
+            # reports (a GetAtt), so CloudFormation uploads the model first.
+            self.model_store.grant_read_model(self.inference.role)
 
         alias = self.inference.alias
         self.api: HttpApiFront | RestApiFront = (
@@ -64,19 +67,40 @@ class SlimserveStack(Stack):
             if options.api == "http"
             else RestApiFront(self, "Rest", settings=settings, alias=alias)
         )
+        alarm_topic = (
+            sns.Topic.from_topic_arn(self, "AlarmTopic", options.alarm_topic_arn)
+            if options.alarm_topic_arn
+            else None
+        )
         self.alarms: ServiceAlarms = create_alarms(
             self,
             alias=alias,
             timeout_s=settings.timeout_s,
             api_5xx_rate=self.api.metric_server_error_rate(),
             api_4xx_rate=self.api.metric_client_error_rate(),
+            topic=alarm_topic,
+        )
+        self.hooks = create_traffic_hooks(
+            self,
+            "TrafficHooks",
+            settings=settings,
+            bundle_dir=bundle_dir,
+            function=self.inference.function,
+            new_version=self.inference.function.current_version,
         )
         self.deployment_group = create_deployment_group(
             self,
             "Rollout",
+            function=self.inference.function,
             alias=alias,
             rollout=options.rollout,
             alarms=self.alarms.rollback_alarms(),
+            hooks=self.hooks,
+        )
+        self.budget = (
+            create_budget(self, "Budget", settings=settings)
+            if options.budget_monthly_usd is not None
+            else None
         )
 
         if options.auth == "none":

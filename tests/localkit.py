@@ -33,7 +33,14 @@ STACKS: dict[str, dict[str, Any]] = {
     "http-iam": {},
     "http-jwt": {"auth": "jwt", **JWT_OPTIONS},
     "rest-api_key": {"api": "rest", "auth": "api_key"},
-    "rest-none": {"api": "rest", "auth": "none", "memory_mb": 2048, "timeout_s": 10},
+    "rest-none": {
+        "api": "rest",
+        "auth": "none",
+        "allow_anonymous": True,  # infra refuses auth=none without both (issue 15)
+        "reserved_concurrency": 2,
+        "memory_mb": 2048,
+        "timeout_s": 10,
+    },
 }
 LOCAL_KEY = "local-test-key-0123456789abcdef"
 

@@ -94,7 +94,11 @@ def local(
     from slimserve.build.local.options import LocalRunOptions
     from slimserve.build.local.run import serve
 
-    stack = StackArgs(target, option, api=api, auth=auth, package=package)
+    # `slimserve local --auth none` is how you curl your model on 127.0.0.1: nothing is exposed,
+    # so the acknowledgment and the cost ceiling a deployed anonymous API needs are implied here
+    # (as lowest-precedence values: [deploy] and -o still win).
+    local_anonymous = {"allow_anonymous": True, "reserved_concurrency": 10} if auth == "none" else None
+    stack = StackArgs(target, option, api=api, auth=auth, package=package, defaults=local_anonymous)
     inputs = _emulation_inputs(stack, template, no_template)
     serve(target, LocalRunOptions(port=port, python=python, api_key=api_key, **inputs))  # type: ignore[arg-type]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
@@ -85,6 +85,8 @@ class StackArgs:
     auth: str | None = None
     package: str | None = None
     out_dir: Path | None = None
+    # Lowest-precedence values a command supplies for itself (see ``local``).
+    defaults: Mapping[str, object] | None = None
 
     def flags(self) -> dict[str, object]:
         return {"api": self.api, "auth": self.auth, "package": self.package}
@@ -97,7 +99,7 @@ class StackArgs:
     def resolve(self) -> StackTarget:
         from slimserve.build.deploy.targets import resolve_stack
 
-        return resolve_stack(self.target, self.option, self.flags())
+        return resolve_stack(self.target, self.option, self.flags(), self.defaults)
 
 
 _STACK_PARAMETERS = [

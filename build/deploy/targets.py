@@ -63,19 +63,26 @@ def resolve_target(target: Path) -> BuildArtifacts:
 
 
 def resolve_stack(
-    target: Path, option: Iterable[str] = (), flags: Mapping[str, object] | None = None
+    target: Path,
+    option: Iterable[str] = (),
+    flags: Mapping[str, object] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> StackTarget:
-    """The build and its stack options (flags, then --option, then [deploy], then defaults).
-    Raises TargetError (exit 2) and OptionsError (exit 2) with one-line messages."""
+    """The build and its stack options (flags, then --option, then [deploy], then ``defaults``,
+    then the options model's defaults). Raises TargetError (exit 2) and OptionsError (exit 2)
+    with one-line messages."""
     artifacts, config = _resolve(Path(target))
-    return StackTarget(artifacts, stack_options(config, option, flags or {}))
+    return StackTarget(artifacts, stack_options(config, option, flags or {}, defaults))
 
 
 def stack_options(
-    config: BuildConfig | None, option: Iterable[str], flags: Mapping[str, object]
+    config: BuildConfig | None,
+    option: Iterable[str],
+    flags: Mapping[str, object],
+    defaults: Mapping[str, object] | None = None,
 ) -> StackOptions:
     """Merge the sources of stack options key by key and validate the result once."""
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = dict(defaults or {})
     if config is not None:
         # Only the keys the file sets: an unset key must not hide --option or a flag.
         merged.update(config.deploy.model_dump(exclude_unset=True))

@@ -18,6 +18,7 @@ from slimserve.build.gate.evaluate import evaluator_for
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
+from slimserve.build.pipeline.canary import record_canary
 from slimserve.build.pipeline.interface import interface_for
 from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
@@ -168,6 +169,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     )
     manifest_path = out / MANIFEST_FILE
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    manifest = record_canary(config, out, manifest)  # held-out requests the deploy replays first
     model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path, **extra_files}
     # The API contract for this model, rendered by FastAPI here (build time) and served by the
     # handler at /openapi.json and /docs.

@@ -190,7 +190,10 @@ def test_local_honours_the_deploy_table_and_options(monkeypatch: pytest.MonkeyPa
     assert run("local", project, "-o", "api_keys=ci,web").exit_code == 0
     assert calls[0]["args"][1].stack_options == StackOptions(api="rest", auth="api_key", api_keys=("ci", "web"))
     assert run("local", project, "--api", "http", "--auth", "none").exit_code == 0
-    assert calls[1]["args"][1].stack_options == StackOptions(api="http", auth="none")
+    # --auth none on `local` implies the acknowledgment and a ceiling (nothing leaves 127.0.0.1).
+    assert calls[1]["args"][1].stack_options == StackOptions(
+        api="http", auth="none", allow_anonymous=True, reserved_concurrency=10
+    )
 
 
 def test_local_runtime_failure_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -226,10 +229,23 @@ def test_local_refuses_what_its_mode_cannot_honour(
 
 def test_invoke_event_honours_the_deploy_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = replace(monkeypatch, "slimserve.build.local.run.invoke_event", lambda *a, **k: {"statusCode": 200})
-    project = make_project(tmp_path, 'api = "rest"\nauth = "none"\n')
+    project = make_project(tmp_path, 'api = "rest"\nauth = "none"\nallow_anonymous = true\nreserved_concurrency = 5\n')
     result = run("invoke", project, "--event", EVENTS_DIR / "http-api-v2.json", "-o", "memory_mb=2048")
     assert result.exit_code == 0 and json.loads(result.stdout) == {"statusCode": 200}
-    assert calls[0]["args"][2].stack_options == StackOptions(api="rest", auth="none", memory_mb=2048)
+    assert calls[0]["args"][2].stack_options == StackOptions(
+        api="rest", auth="none", allow_anonymous=True, reserved_concurrency=5, memory_mb=2048
+    )
+
+
+def test_anonymous_in_the_deploy_table_still_needs_its_acknowledgment_locally(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only `local --auth none` implies the acknowledgment; a [deploy] table that would fail
+    `slimserve deploy` fails `slimserve local` the same way."""
+    replace(monkeypatch, "slimserve.build.local.run.serve", lambda *a, **k: None)
+    result = run("local", make_project(tmp_path, 'auth = "none"\n'))
+    assert result.exit_code == 2
+    assert "deploy: auth=none needs allow_anonymous=true" in result.output
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,38 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import pytest
 
-from slimserve.handler.manifest import Limits, Manifest, ModelFile, Runtime, TensorSpec
+from slimserve.handler.manifest import (
+    Canary,
+    CanaryCheck,
+    CanarySample,
+    Limits,
+    Manifest,
+    ModelFile,
+    Runtime,
+    TensorSpec,
+)
 
 MODEL_BYTES = b"not really onnx, but bytes with a hash " * 64
+
+
+def fake_canary(samples: int = 2) -> Canary:
+    """What build/pipeline/canary.py records, for the fake digits model of these tests."""
+    return Canary(
+        check=CanaryCheck(output="logits", metric="top1", threshold=0.99),
+        samples=[
+            CanarySample(
+                request={
+                    "id": f"canary-{index}",
+                    "inputs": [
+                        {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}
+                    ],
+                    "outputs": [{"name": "logits", "parameters": {"binary_data": False}}],
+                },
+                expected=[10.0 if digit == index else 0.0 for digit in range(10)],
+            )
+            for index in range(samples)
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,35 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
         return found[0]
 
+    def named(self, resource_type: str, prefix: str) -> tuple[str, dict[str, Any]]:
+        """(logical id, resource) of the one resource of the type whose id starts with prefix."""
+        found = [
+            (logical_id, resource)
+            for logical_id, resource in self.resources(resource_type).items()
+            if logical_id.startswith(prefix)
+        ]
+        assert len(found) == 1, f"expected one {resource_type} {prefix}*, found {len(found)}"
+        return found[0]
+
+    def inference_function(self) -> dict[str, Any]:
+        """The model's function (the stack also has the traffic hooks, maybe the S3 upload)."""
+        return self.named("AWS::Lambda::Function", "InferenceFunction")[1]
+
+    def policies_of(self, role_id: str) -> dict[str, dict[str, Any]]:
+        """Every AWS::IAM::Policy attached to the role, by logical id."""
+        return {
+            logical_id: policy
+            for logical_id, policy in self.resources("AWS::IAM::Policy").items()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+        }
+
+    def role_statements(self, role_id: str) -> list[dict[str, Any]]:
+        return [
+            statement
+            for policy in self.policies_of(role_id).values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+
     def open_findings(self) -> list[tuple[str, str, str]]:
         """(plugin, rule, construct path) of every finding that is not acknowledged."""
         return [
@@ -82,6 +140,7 @@ def write_bundle(
     timeout_s: int = 20,
     max_body_bytes: int = Limits().max_body_bytes,
     model: bytes = MODEL_BYTES,
+    canary: Canary | None = fake_canary(),
 ) -> Path:
     """dist/<name>/ as the build writes it: manifest.json, lambda.zip, model.onnx."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +162,7 @@ def write_bundle(
             timeout_s=timeout_s,
             limits=Limits(max_body_bytes=max_body_bytes),
         ),
+        canary=canary,
     )
     path = bundle_dir / "manifest.json"
     path.write_text(manifest.to_json(), encoding="utf-8")

@@ -2,7 +2,7 @@
 
 Every combination must synthesize with zero open cdk-nag findings (AwsSolutions + Serverless),
 no acknowledgment that suppresses nothing, a specific reason on every acknowledgment, and a
-template cfn-lint passes. Test ids read like ``rest-api_key-waf|s3|provisioned``.
+template cfn-lint passes. Test ids read like ``rest-api_key-hardened|s3|provisioned``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,30 @@ from typing import Any
 
 import pytest
 
-JWT = {"jwt_issuer": "https://issuer.example.com/", "jwt_audience": ["slimserve"]}
+JWT = {
+    "jwt_issuer": "https://issuer.example.com/",
+    "jwt_audience": ["slimserve"],
+    "jwt_scopes": ["infer"],
+}
+ANONYMOUS = {"auth": "none", "allow_anonymous": True, "reserved_concurrency": 10}
+# Everything a security review asked for, at once (issue 15).
+HARDENED = {
+    "waf": True,
+    "waf_rule_versions": ["AWSManagedRulesKnownBadInputsRuleSet=Version_1.20"],
+    "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:slimserve-alarms",
+    "budget_monthly_usd": 50,
+    "budget_emails": ["ops@example.com"],
+    "log_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+}
 API_AUTH: dict[str, dict[str, Any]] = {
     "http-iam": {"api": "http", "auth": "iam"},
     "http-jwt": {"api": "http", "auth": "jwt", **JWT},
-    "http-none": {"api": "http", "auth": "none"},
-    "rest-iam": {"api": "rest", "auth": "iam"},
-    "rest-api_key-waf": {"api": "rest", "auth": "api_key", "waf": True},
-    "rest-none": {"api": "rest", "auth": "none"},
+    "http-none": {"api": "http", **ANONYMOUS},
+    "rest-iam-own_logging_role": {"api": "rest", "auth": "iam", "api_gateway_cloudwatch_role": False},
+    "rest-api_key-hardened": {"api": "rest", "auth": "api_key", **HARDENED},
+    "rest-none": {"api": "rest", **ANONYMOUS},
 }
+DIGEST = {"image_base_digest": "sha256:" + "0" * 64}
 PACKAGES = ("zip", "s3", "image")
 # SnapStart is the default where it applies (zip and s3); images never get it.
 COLD_START: dict[str, dict[str, Any]] = {
@@ -33,7 +48,12 @@ ANONYMOUS_WARNING = "Annotation::slimserve:anonymous-api"
 
 MATRIX = [
     pytest.param(
-        {**API_AUTH[api_auth], "package": package, **COLD_START[cold_start]},
+        {
+            **API_AUTH[api_auth],
+            "package": package,
+            **COLD_START[cold_start],
+            **(DIGEST if package == "image" else {}),
+        },
         id=f"{api_auth}|{package}|{cold_start}",
     )
     for api_auth, package, cold_start in itertools.product(API_AUTH, PACKAGES, COLD_START)

@@ -12,6 +12,7 @@ import pytest
 from slimserve.handler.manifest import load_manifest
 from slimserve.infra.options import (
     LOG_RETENTION_DAYS,
+    MAX_BODY_BYTES,
     OptionsError,
     StackOptions,
     default_stack_name,
@@ -19,6 +20,7 @@ from slimserve.infra.options import (
     resolve_settings,
     threads_for_memory,
 )
+from slimserve.infra.sizing import DEFAULT_RESERVED_CONCURRENCY_CAP, reserved_concurrency
 
 
 def test_defaults_are_the_secure_ones() -> None:
@@ -80,7 +82,7 @@ def test_options_parse_from_json_context_and_from_a_mapping() -> None:
         ),
         (
             {"jwt_issuer": "https://issuer.example"},
-            "jwt_issuer and jwt_audience apply only to auth=jwt",
+            "jwt_issuer, jwt_audience and jwt_scopes apply only to auth=jwt",
         ),
         (
             {"api": "rest", "auth": "api_key", "api_keys": []},
@@ -112,6 +114,62 @@ def test_options_parse_from_json_context_and_from_a_mapping() -> None:
         (
             {"reserved_concurrency": 2, "provisioned_concurrency": 3, "snapstart": False},
             "provisioned_concurrency (3) cannot exceed reserved_concurrency (2)",
+        ),
+        (
+            {"auth": "none", "reserved_concurrency": 5},
+            (
+                "auth=none needs allow_anonymous=true: anyone who finds the URL can run (and pay "
+                "for) inference, so anonymous access must be acknowledged explicitly"
+            ),
+        ),
+        ({"allow_anonymous": True}, "allow_anonymous applies only to auth=none"),
+        ({"jwt_scopes": ["read"]}, "jwt_issuer, jwt_audience and jwt_scopes apply only to auth=jwt"),
+        (
+            {"api_gateway_cloudwatch_role": False},
+            "api_gateway_cloudwatch_role applies only to api=rest",
+        ),
+        (
+            {"waf_rule_versions": ["AWSManagedRulesCommonRuleSet=Version_1.19"]},
+            "waf_rule_versions applies only to waf=true",
+        ),
+        (
+            {
+                "api": "rest",
+                "waf": True,
+                "waf_rule_versions": ["AWSManagedRulesAmazonIpReputationList=Version_1.0"],
+            },
+            (
+                "waf_rule_versions: AWSManagedRulesAmazonIpReputationList is not a versioned rule "
+                "group of this web ACL (choose from AWSManagedRulesCommonRuleSet, "
+                "AWSManagedRulesKnownBadInputsRuleSet)"
+            ),
+        ),
+        (
+            {
+                "api": "rest",
+                "waf": True,
+                "waf_rule_versions": [
+                    "AWSManagedRulesCommonRuleSet=Version_1.19",
+                    "AWSManagedRulesCommonRuleSet=Version_1.18",
+                ],
+            },
+            "waf_rule_versions must not pin a rule group twice",
+        ),
+        (
+            {"budget_monthly_usd": 10},
+            (
+                "budget_monthly_usd needs alarm_topic_arn or budget_emails: a budget alarm must "
+                "notify someone"
+            ),
+        ),
+        ({"budget_emails": ["a@example.com"]}, "budget_emails applies only with budget_monthly_usd"),
+        (
+            {"budget_monthly_usd": 10, "budget_emails": [f"o{i}@example.com" for i in range(11)]},
+            "budget_emails takes at most 10 addresses",
+        ),
+        (
+            {"image_base_digest": "sha256:" + "0" * 64},
+            "image_base_digest applies only to package=image",
         ),
     ],
 )
@@ -211,18 +269,67 @@ def test_a_big_s3_model_gets_more_tmp_and_therefore_no_snapstart(
         resolve_settings(huge, StackOptions(package="s3"))
 
 
-def test_the_body_limit_must_fit_lambdas_payload(make_bundle: Callable[..., Path]) -> None:
-    fits = load_manifest(make_bundle(max_body_bytes=6 * 1024 * 1024 - 64 * 1024))
-    assert resolve_settings(fits, StackOptions()).max_body_bytes == 6_225_920
+def test_the_body_limit_must_fit_lambdas_payload_once_base64_encoded(
+    make_bundle: Callable[..., Path],
+) -> None:
+    # The default fits: 4 MiB arrives base64-encoded as 5,592,408 bytes.
+    assert resolve_settings(load_manifest(make_bundle()), StackOptions()).max_body_bytes == 4 << 20
+    # The largest that fits: 4 * 4,669,440 / 3 + 64 KiB event = 6,291,456, Lambda's limit.
+    assert MAX_BODY_BYTES == 4_669_440
+    fits = load_manifest(make_bundle(max_body_bytes=MAX_BODY_BYTES))
+    assert resolve_settings(fits, StackOptions()).max_body_bytes == MAX_BODY_BYTES
 
-    too_big = load_manifest(make_bundle(max_body_bytes=6_225_921))
+    five_mib = load_manifest(make_bundle(max_body_bytes=5 * 1024 * 1024))
     with pytest.raises(OptionsError) as exc_info:
-        resolve_settings(too_big, StackOptions())
+        resolve_settings(five_mib, StackOptions())
     assert str(exc_info.value) == (
-        "manifest runtime.limits.max_body_bytes (6225921) leaves no room in Lambda's "
-        "6291456-byte synchronous payload: bodies near it would fail with 502 at API Gateway "
-        "instead of the handler's 413; at most 6225920"
+        "manifest runtime.limits.max_body_bytes (5242880) is too large: API Gateway passes "
+        "binary bodies base64-encoded (6990508 bytes for this one), which with the event around "
+        "it exceeds Lambda's 6291456-byte synchronous payload, so clients would get a gateway "
+        "5xx instead of the handler's 413; at most 4669440"
     )
+    just_over = load_manifest(make_bundle(max_body_bytes=MAX_BODY_BYTES + 1))
+    with pytest.raises(OptionsError, match=r"\(4669441\) is too large"):
+        resolve_settings(just_over, StackOptions())
+
+
+def test_reserved_concurrency_follows_rate_and_timeout_up_to_the_cap() -> None:
+    assert reserved_concurrency(StackOptions(throttle_rate_limit=2.5), 10) == 25
+    assert reserved_concurrency(StackOptions(throttle_rate_limit=2.5), 11) == 28  # rounded up
+    assert reserved_concurrency(StackOptions(), 20) == DEFAULT_RESERVED_CONCURRENCY_CAP
+    assert reserved_concurrency(StackOptions(reserved_concurrency=500), 20) == 500
+    assert reserved_concurrency(StackOptions(reserved_concurrency="off"), 20) is None
+    # Provisioned concurrency counts against the reservation: never reserve less.
+    options = StackOptions(throttle_rate_limit=0.5, provisioned_concurrency=4)
+    assert reserved_concurrency(options, 4) == 4
+
+
+def test_reserved_concurrency_takes_a_number_or_off() -> None:
+    assert parse_options({"reserved_concurrency": "off"}).reserved_concurrency == "off"
+    with pytest.raises(OptionsError, match=r"option reserved_concurrency"):
+        parse_options({"reserved_concurrency": 0})
+    with pytest.raises(OptionsError, match=r"option reserved_concurrency"):
+        parse_options({"reserved_concurrency": "none"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "option"),
+    [
+        ({"alarm_topic_arn": "arn:aws:sqs:us-east-1:123456789012:q"}, "alarm_topic_arn"),
+        ({"log_kms_key_arn": "alias/aws/logs"}, "log_kms_key_arn"),
+        ({"package": "image", "image_base_digest": "latest"}, "image_base_digest"),
+        ({"budget_monthly_usd": 0, "budget_emails": ["a@b.co"]}, "budget_monthly_usd"),
+        ({"budget_monthly_usd": 1, "budget_emails": ["not an address"]}, "budget_emails.0"),
+        ({"api": "rest", "waf": True, "waf_rule_versions": ["CRS=1.0"]}, "waf_rule_versions.0"),
+        (
+            {"auth": "jwt", "jwt_issuer": "https://i", "jwt_audience": ["a"], "jwt_scopes": ["a b"]},
+            "jwt_scopes.0",
+        ),
+    ],
+)
+def test_malformed_hardening_options_are_named(raw: dict[str, Any], option: str) -> None:
+    with pytest.raises(OptionsError, match=rf"^option {option.replace('.', '[.]')}: "):
+        parse_options(raw)
 
 
 def test_unsupported_python_is_named(make_bundle: Callable[..., Path]) -> None:
@@ -255,6 +362,6 @@ def test_stack_names_are_valid_cloudformation_names() -> None:
 
 
 def test_every_allowed_retention_maps_to_its_own_cdk_value() -> None:
-    from slimserve.infra.function import log_retention
+    from slimserve.infra.log_groups import log_retention
 
     assert len({log_retention(days) for days in LOG_RETENTION_DAYS}) == len(LOG_RETENTION_DAYS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +33,11 @@ def test_function_comes_from_the_manifest(default: Any) -> None:
             "Environment": {"Variables": {"SLIMSERVE_THREADS": "1"}},
             "TracingConfig": {"Mode": "Active"},
             "LoggingConfig": Match.object_like({"LogFormat": "JSON"}),
+            # 50 rps x 15 s = 750 executions at most; the default stops at 100 (sizing.py).
+            "ReservedConcurrentExecutions": 100,
         },
     )
-    code = default.only("AWS::Lambda::Function")["Properties"]["Code"]
+    code = default.inference_function()["Properties"]["Code"]
     assert code["S3Key"].endswith(".zip")  # lambda.zip as the asset, unchanged
 
 
@@ -64,6 +67,8 @@ def test_http_api_routes_everything_to_the_live_alias_with_iam_auth(default: Any
     assert integration["IntegrationType"] == "AWS_PROXY"
     assert integration["PayloadFormatVersion"] == "2.0"
     assert integration["IntegrationUri"] == {"Ref": _logical_id(default, "AWS::Lambda::Alias")}
+    # The only resource-policy grant: API Gateway may invoke the alias (CodeDeploy reaches its
+    # hooks through its role's policy, not through permissions on the hook functions).
     permission = default.only("AWS::Lambda::Permission")["Properties"]
     assert permission["FunctionName"] == {"Ref": _logical_id(default, "AWS::Lambda::Alias")}
 
@@ -86,7 +91,7 @@ def test_the_stage_is_throttled_and_access_logged_as_json(default: Any) -> None:
 
 def test_every_log_group_has_a_retention(default: Any) -> None:
     log_groups = default.resources("AWS::Logs::LogGroup")
-    assert len(log_groups) == 2  # function + access logs
+    assert len(log_groups) == 4  # function, access logs, the two traffic hooks
     for log_group in log_groups.values():
         assert log_group["Properties"]["RetentionInDays"] == 30
         assert log_group["DeletionPolicy"] == "Retain"
@@ -116,6 +121,7 @@ def test_codedeploy_canary_rolls_back_on_the_alarms(default: Any) -> None:
         "Enabled": True,
         "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
     }
+    assert "AlarmActions" not in str(default.resources("AWS::CloudWatch::Alarm"))
     alarm_ids = {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]}
     metrics = {
         default.template_json["Resources"][alarm_id]["Properties"]["MetricName"]
@@ -125,9 +131,13 @@ def test_codedeploy_canary_rolls_back_on_the_alarms(default: Any) -> None:
     assert metrics == {"Errors", "Throttles", "Duration", "5xx"}
     alias = default.resources("AWS::Lambda::Alias")
     (alias_resource,) = alias.values()
-    assert alias_resource["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {
+    update = alias_resource["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["DeploymentGroupName"] == {
         "Ref": _logical_id(default, "AWS::CodeDeploy::DeploymentGroup")
     }
+    hooks = _hook_functions(default)
+    assert update["BeforeAllowTrafficHook"] == {"Ref": hooks["BeforeAllowTraffic"]}
+    assert update["AfterAllowTrafficHook"] == {"Ref": hooks["AfterAllowTraffic"]}
 
 
 def test_alarms_watch_the_alias_and_the_api(default: Any) -> None:
@@ -149,34 +159,88 @@ def test_alarms_watch_the_alias_and_the_api(default: Any) -> None:
 
 
 def test_the_function_role_is_least_privilege(default: Any) -> None:
-    function = default.only("AWS::Lambda::Function")["Properties"]
+    function = default.inference_function()["Properties"]
     role_id = function["Role"]["Fn::GetAtt"][0]
     role = default.template_json["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role
-    statements = [
-        statement
-        for policy in default.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    actions = sorted(action for statement in statements for action in _as_list(statement["Action"]))
-    assert actions == [
-        "logs:CreateLogStream",
-        "logs:PutLogEvents",
-        "xray:PutTelemetryRecords",
-        "xray:PutTraceSegments",
-    ]
-    logs_statement = next(s for s in statements if "logs:PutLogEvents" in s["Action"])
-    assert logs_statement["Resource"] == {
-        "Fn::GetAtt": [function["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]
+    policies = default.policies_of(role_id)
+    statements = {
+        name: policy["Properties"]["PolicyDocument"]["Statement"] for name, policy in policies.items()
     }
+    # Two policies: the role's own (its log group), and X-Ray's two actions alone, which need
+    # Resource "*" and carry the only IAM5 acknowledgment.
+    (default_policy,) = [name for name in statements if "DefaultPolicy" in name]
+    (xray_policy,) = [name for name in statements if "XRayWrite" in name]
+    assert set(statements) == {default_policy, xray_policy}
+    assert statements[xray_policy] == [
+        {
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
+    assert statements[default_policy] == [
+        {
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [function["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]},
+        }
+    ]
 
 
-def test_no_role_in_the_stack_has_a_wildcard_action(synth: Synth) -> None:
-    for options in ({}, {"api": "rest", "auth": "api_key", "waf": True}):
-        result = synth(options)
-        for policy in result.resources("AWS::IAM::Policy").values():
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+def test_the_xray_acknowledgment_covers_its_own_policy_only(default: Any) -> None:
+    star = [ack for ack in default.acks if ack.rule == "AwsSolutions::AwsSolutions-IAM5[Resource::*]"]
+    assert star, "expected the X-Ray acknowledgments"
+    for ack in star:
+        assert ack.path.endswith("/Role/XRayWrite"), ack
+    # One per traced function: inference and the two hooks.
+    assert len(star) == 3
+
+
+def test_a_wildcard_added_to_the_function_role_is_an_open_finding(
+    make_bundle: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The acknowledgment net has no hole: broad statements on the role fail the synth."""
+    from aws_cdk import aws_iam as iam
+
+    from slimserve.infra.app import build_app
+    from slimserve.infra.options import StackOptions
+
+    app, stack = build_app(make_bundle(), StackOptions(), outdir=str(tmp_path / "out"), validation=False)
+    stack.inference.role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:GetObject", "dynamodb:Scan"], resources=["*"])
+    )
+    with pytest.raises(RuntimeError) as exc_info:
+        app.synth()
+    assert "AwsSolutions-IAM5" in str(exc_info.value)
+    report = json.loads((tmp_path / "out" / "validation-report.json").read_text(encoding="utf-8"))
+    open_findings = {
+        (violation["ruleName"], construct["constructPath"])
+        for plugin in report["pluginReports"]
+        for violation in plugin.get("violations", [])
+        for construct in violation["violatingConstructs"]
+    }
+    assert (
+        "AwsSolutions-IAM5[Resource::*]",
+        f"{stack.node.path}/Inference/Role/DefaultPolicy/Resource",
+    ) in open_findings
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"package": "s3"}, {"api": "rest", "auth": "api_key", "waf": True}, {"package": "image"}],
+    ids=["defaults", "s3", "rest-waf", "image"],
+)
+def test_no_role_in_the_stack_has_a_wildcard_action(synth: Synth, options: dict[str, Any]) -> None:
+    result = synth(options)
+    policies = result.resources("AWS::IAM::Policy")
+    assert policies
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert not [a for a in _as_list(statement["Action"]) if "*" in a], statement
+    for role in result.resources("AWS::IAM::Role").values():
+        for inline in role["Properties"].get("Policies", []):
+            for statement in inline["PolicyDocument"]["Statement"]:
                 assert not [a for a in _as_list(statement["Action"]) if "*" in a], statement
 
 
@@ -187,6 +251,19 @@ def test_outputs_name_the_url_and_the_alias(default: Any) -> None:
     invoke_arn = outputs["InvokeResourceArn"]["Value"]["Fn::Join"][1]
     assert {"Ref": _logical_id(default, "AWS::ApiGatewayV2::Api")} in invoke_arn
     assert invoke_arn[-1] == "/$default/*/*"
+
+
+
+def _hook_functions(result: Any) -> dict[str, str]:
+    """Hook name (BeforeAllowTraffic, AfterAllowTraffic) -> the hook function's logical id."""
+    return {
+        name: logical_id
+        for logical_id in result.resources("AWS::Lambda::Function")
+        for name in ("BeforeAllowTraffic", "AfterAllowTraffic")
+        if logical_id.startswith(f"TrafficHooks{name}Function")
+    }
+
+
 
 
 def _logical_id(result: Any, resource_type: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,9 +195,15 @@ def test_jwt_authorizer_on_the_http_route(synth: Synth) -> None:
     )
 
 
+ANONYMOUS = {"auth": "none", "allow_anonymous": True, "reserved_concurrency": 5}
+
+
 @pytest.mark.parametrize("api", ["http", "rest"])
 def test_anonymous_access_is_explicit_and_warned_about(synth: Synth, api: str) -> None:
-    result = synth({"api": api, "auth": "none"})
+    result = synth({"api": api, **ANONYMOUS})
+    result.template.has_resource_properties(
+        "AWS::Lambda::Function", {"ReservedConcurrentExecutions": 5}
+    )
     if api == "http":
         result.template.has_resource_properties(
             "AWS::ApiGatewayV2::Route", {"AuthorizationType": "NONE"}
@@ -223,6 +230,35 @@ def test_anonymous_access_is_explicit_and_warned_about(synth: Synth, api: str) -
 
 def test_authenticated_apis_carry_no_warning(synth: Synth) -> None:
     assert synth().open_findings() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"auth": "none"},
+            "auth=none needs allow_anonymous=true: anyone who finds the URL can run (and pay for) "
+            "inference, so anonymous access must be acknowledged explicitly",
+        ),
+        (
+            {"auth": "none", "allow_anonymous": True},
+            "auth=none needs reserved_concurrency=<N>: a ceiling on the executions (and the "
+            "cost) anonymous callers can cause",
+        ),
+        (
+            {"auth": "none", "allow_anonymous": True, "reserved_concurrency": "off"},
+            "auth=none needs reserved_concurrency=<N>: a ceiling on the executions (and the "
+            "cost) anonymous callers can cause",
+        ),
+    ],
+)
+def test_anonymous_access_without_its_acknowledgment_does_not_synthesize(
+    synth: Synth, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(OptionsError) as exc_info:
+        synth(options)
+    assert str(exc_info.value) == message
+    assert "\n" not in message
 
 
 # --- Lambda options -----------------------------------------------------------------------------
@@ -290,10 +326,21 @@ def s3_package(synth: Synth) -> Any:
     return synth({"package": "s3"})
 
 
+def _model_bucket_id(result: Any) -> str:
+    return next(k for k in result.resources("AWS::S3::Bucket") if k.startswith("ModelStoreBucket"))
+
+
+def _model_key(result: Any) -> str:
+    key = result.stack.model_store.key
+    sha256 = result.stack.settings.model_sha256
+    assert key.startswith(f"models/{sha256}/") and key.endswith(".onnx")
+    return key
+
+
+
 def test_s3_model_bucket_is_versioned_encrypted_private_and_logged(s3_package: Any) -> None:
-    buckets = s3_package.resources("AWS::S3::Bucket")
-    model_bucket_id = next(k for k in buckets if k.startswith("ModelStoreBucket"))
-    model_bucket = buckets[model_bucket_id]
+    model_bucket_id = _model_bucket_id(s3_package)
+    model_bucket = s3_package.resources("AWS::S3::Bucket")[model_bucket_id]
     properties = model_bucket["Properties"]
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
     assert properties["BucketEncryption"] == {
@@ -309,73 +356,101 @@ def test_s3_model_bucket_is_versioned_encrypted_private_and_logged(s3_package: A
     }
     assert "DestinationBucketName" in properties["LoggingConfiguration"]
     assert model_bucket["DeletionPolicy"] == "Retain"
+    # Pinned object versions never expire (a write to the key would make one noncurrent).
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    assert "NoncurrentVersionExpiration" not in rule and "ExpirationInDays" not in rule
+
+
+def test_s3_bucket_policy_lets_only_the_upload_write_and_no_one_delete(s3_package: Any) -> None:
+    model_bucket_id = _model_bucket_id(s3_package)
     policy = next(
         p["Properties"]["PolicyDocument"]
         for p in s3_package.resources("AWS::S3::BucketPolicy").values()
         if p["Properties"]["Bucket"] == {"Ref": model_bucket_id}
     )
-    assert {
-        "Action": "s3:*",
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        "Effect": "Deny",
-    }.items() <= policy["Statement"][0].items()
-
-
-def test_s3_model_is_pinned_in_the_functions_environment(s3_package: Any) -> None:
-    sha256 = s3_package.stack.settings.model_sha256
-    key = f"models/{sha256}/model.onnx"
-    _function_id, function = next(
-        (k, v)
-        for k, v in s3_package.resources("AWS::Lambda::Function").items()
-        if k.startswith("InferenceFunction")
-    )
-    variables = function["Properties"]["Environment"]["Variables"]
-    bucket_id = next(
-        k for k in s3_package.resources("AWS::S3::Bucket") if k.startswith("ModelStoreBucket")
-    )
-    assert variables == {
-        "SLIMSERVE_THREADS": "1",
-        "SLIMSERVE_MODEL_S3_BUCKET": {"Ref": bucket_id},
-        "SLIMSERVE_MODEL_S3_KEY": key,
-        "SLIMSERVE_MODEL_S3_SHA256": sha256,
+    statements = {statement.get("Sid", "tls"): statement for statement in policy["Statement"]}
+    assert statements["tls"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    objects = {"Fn::Join": ["", [{"Fn::GetAtt": [model_bucket_id, "Arn"]}, "/*"]]}
+    upload_role_id = next(k for k in s3_package.resources("AWS::IAM::Role") if k.startswith("ModelStoreUploadRole"))
+    writes = statements["OnlyTheUploadWritesModels"]
+    assert (writes["Effect"], writes["Principal"], writes["Resource"]) == ("Deny", {"AWS": "*"}, objects)
+    assert "s3:PutObject" in writes["Action"]
+    assert writes["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [upload_role_id, "Arn"]}}
     }
-    # The model must be uploaded before a version is published (SnapStart runs init then).
-    upload_ids = [
+    deletes = statements["NoOneDeletesModels"]
+    assert (deletes["Effect"], deletes["Principal"], deletes["Resource"]) == ("Deny", {"AWS": "*"}, objects)
+    assert {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(deletes["Action"])
+    assert "Condition" not in deletes
+
+
+def test_s3_model_version_is_pinned_in_the_functions_environment(s3_package: Any) -> None:
+    sha256 = s3_package.stack.settings.model_sha256
+    function = s3_package.inference_function()
+    variables = function["Properties"]["Environment"]["Variables"]
+    upload_id = next(
         k
         for k, v in s3_package.template_json["Resources"].items()
         if v["Type"] == "Custom::CDKBucketDeployment"
-    ]
-    assert len(upload_ids) == 1
-    assert upload_ids[0] in function["DependsOn"]
-
-
-def test_s3_function_may_read_exactly_the_model_object(s3_package: Any) -> None:
-    sha256 = s3_package.stack.settings.model_sha256
-    function = next(
-        v
-        for k, v in s3_package.resources("AWS::Lambda::Function").items()
-        if k.startswith("InferenceFunction")
     )
-    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = [
-        statement
-        for policy in s3_package.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    s3_statements = [s for s in statements if "s3:" in json.dumps(s["Action"])]
-    assert len(s3_statements) == 1
-    statement = s3_statements[0]
-    assert statement["Action"] == "s3:GetObject"
-    bucket_id = next(
-        k for k in s3_package.resources("AWS::S3::Bucket") if k.startswith("ModelStoreBucket")
-    )
-    assert statement["Resource"] == {
-        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/models/{sha256}/model.onnx"]]
+    assert variables == {
+        "SLIMSERVE_THREADS": "1",
+        "SLIMSERVE_MODEL_S3_BUCKET": {"Ref": _model_bucket_id(s3_package)},
+        "SLIMSERVE_MODEL_S3_KEY": _model_key(s3_package),
+        "SLIMSERVE_MODEL_S3_SHA256": sha256,
+        # The VersionId the upload wrote, as BucketDeployment reports it.
+        "SLIMSERVE_MODEL_S3_VERSION": {
+            "Fn::Select": [0, {"Fn::GetAtt": [upload_id, "SourceObjectVersionIds"]}]
+        },
     }
+    # The model must be uploaded before a version is published (SnapStart runs init then):
+    # the GetAtt above orders it, so no DependsOn repeats it (cfn-lint W3005).
+    assert upload_id not in function.get("DependsOn", [])
 
 
-def test_s3_upload_keeps_older_models_for_rollbacks(s3_package: Any) -> None:
+def test_s3_function_may_read_exactly_the_pinned_object_version(s3_package: Any) -> None:
+    role_id = s3_package.inference_function()["Properties"]["Role"]["Fn::GetAtt"][0]
+    s3_statements = [
+        s for s in s3_package.role_statements(role_id) if "s3:" in json.dumps(s["Action"])
+    ]
+    assert s3_statements == [
+        {
+            "Action": "s3:GetObjectVersion",
+            "Effect": "Allow",
+            "Resource": {
+                "Fn::Join": [
+                    "",
+                    [{"Fn::GetAtt": [_model_bucket_id(s3_package), "Arn"]}, f"/{_model_key(s3_package)}"],
+                ]
+            },
+        }
+    ]
+
+
+def test_s3_upload_role_can_write_only_the_one_model_object(s3_package: Any) -> None:
+    upload_role_id = next(
+        k for k in s3_package.resources("AWS::IAM::Role") if k.startswith("ModelStoreUploadRole")
+    )
+    role = s3_package.template_json["Resources"][upload_role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = s3_package.role_statements(upload_role_id)
+    by_action = {json.dumps(statement["Action"]): statement for statement in statements}
+    bucket_arn = {"Fn::GetAtt": [_model_bucket_id(s3_package), "Arn"]}
+    model_object = {"Fn::Join": ["", [bucket_arn, f"/{_model_key(s3_package)}"]]}
+    assert by_action[json.dumps(["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"])][
+        "Resource"
+    ] == model_object
+    listing = by_action[json.dumps("s3:ListBucket")]
+    assert listing["Resource"] == bucket_arn
+    sha256 = s3_package.stack.settings.model_sha256
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"models/{sha256}/*"}}
+    asset_read = by_action[json.dumps("s3:GetObject")]["Resource"]
+    assert "cdk-hnb659fds-assets-" in json.dumps(asset_read)
+    assert json.dumps(asset_read).endswith('.onnx"]]}')  # one asset object, not the bucket
+    assert not [s for s in statements if "Delete" in json.dumps(s["Action"])]
+
+
+def test_s3_upload_keeps_older_models_and_reports_the_version(s3_package: Any) -> None:
     upload = next(
         v["Properties"]
         for v in s3_package.template_json["Resources"].values()
@@ -383,23 +458,25 @@ def test_s3_upload_keeps_older_models_for_rollbacks(s3_package: Any) -> None:
     )
     assert upload["Prune"] is False
     assert upload["RetainOnDelete"] is True
-    assert (
-        upload["DestinationBucketKeyPrefix"] == f"models/{s3_package.stack.settings.model_sha256}/"
-    )
+    assert upload["Extract"] is False
+    assert upload["OutputObjectVersionIds"] is True
+    sha256 = s3_package.stack.settings.model_sha256
+    assert upload["DestinationBucketKeyPrefix"] == f"models/{sha256}/"
 
 
-def test_s3_uploads_only_the_model_file(s3_package: Any) -> None:
-    # The upload's asset is the bundle folder filtered down to model.onnx (no lambda.zip).
+def test_s3_uploads_only_the_model_file_as_is(s3_package: Any, tmp_path: Path) -> None:
     assembly = s3_package.template_path.parent
     assets = json.loads(next(assembly.glob("*.assets.json")).read_text(encoding="utf-8"))
     (model_asset,) = [
         asset
         for asset in assets["files"].values()
-        if asset["displayName"] == "ModelStore/Upload/Asset1"
+        if asset["displayName"] == "ModelStore/ModelAsset"
     ]
-    assert model_asset["source"]["packaging"] == "zip"
+    assert model_asset["source"]["packaging"] == "file"
     staged = assembly / model_asset["source"]["path"]
-    assert [p.name for p in staged.iterdir()] == ["model.onnx"]
+    assert staged.read_bytes() == (tmp_path / "dist" / "digits" / "model.onnx").read_bytes()
+    (destination,) = model_asset["destinations"].values()
+    assert _model_key(s3_package).endswith("/" + destination["objectKey"])
 
 
 # --- package=image ------------------------------------------------------------------------------
@@ -409,7 +486,7 @@ def test_image_package_is_a_docker_image_function_built_at_deploy(
     synth: Synth, tmp_path: Any
 ) -> None:
     result = synth({"package": "image"}, architecture="arm64", python="3.13")
-    function = result.only("AWS::Lambda::Function")["Properties"]
+    function = result.inference_function()["Properties"]
     assert function["PackageType"] == "Image"
     assert function["Architectures"] == ["arm64"]
     assert "SnapStart" not in function and "Runtime" not in function and "Handler" not in function
