@@ -46,11 +46,16 @@ Send = Callable[[Message], Awaitable[None]]
 OPENAPI_FILE = "openapi.json"
 HEADER_LENGTH = "inference-header-content-length"
 
+# Swagger UI from a CDN, pinned to one version with subresource-integrity hashes (sha384 of the
+# files in the npm package swagger-ui-dist@5.35.0, which jsDelivr serves byte for byte): a
+# changed or compromised file is refused by the browser instead of running on the docs page.
 _DOCS_HTML = """<!DOCTYPE html>
 <html><head><title>{title}</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css"
+ integrity="sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I" crossorigin="anonymous"></head>
 <body><div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js"
+ integrity="sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9" crossorigin="anonymous"></script>
 <script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui"}});</script>
 </body></html>
 """

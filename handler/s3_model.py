@@ -97,8 +97,8 @@ def _describe_client_error(exc: Any, where: str) -> str:
     if code in _DENIED_CODES:
         return (
             f"access to model object {where} denied: the object is missing, or the "
-            "function's role may not read it (it is granted s3:GetObject on exactly the "
-            "pinned key, so a missing key also shows as AccessDenied)"
+            "function's role may not read it (it is granted s3:GetObjectVersion on exactly the "
+            "pinned version of the pinned key, so a missing object also shows as AccessDenied)"
         )
     return f"could not download model object {where}: {code or 'error'}: {exc}"
 

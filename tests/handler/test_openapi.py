@@ -44,3 +44,17 @@ def test_app_serves_document_and_docs_under_stage(client) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     assert 'url: "/openapi.json"' in docs.text
+
+
+def test_docs_page_pins_swagger_ui_with_integrity_hashes(client) -> None:
+    """Every script and stylesheet /docs loads from a CDN names one exact version and carries a
+    subresource-integrity hash, so the browser refuses a changed file."""
+    import re
+
+    docs = client.get("/docs").text
+    tags = re.findall(r"<(?:script|link)\b[^>]*(?:src|href)=\"https://[^\"]+\"[^>]*>", docs)
+    assert len(tags) == 2
+    for tag in tags:
+        assert "swagger-ui-dist@5.35.0/" in tag
+        assert re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}"', tag), tag
+        assert 'crossorigin="anonymous"' in tag
