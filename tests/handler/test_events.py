@@ -144,3 +144,12 @@ def test_server_and_port_reads_ipv6_literals() -> None:
     assert _server_and_port({"host": "example.com:81"}) == ("example.com", 81)
     assert _server_and_port({"host": "example.com:x", "x-forwarded-port": "y"}) == ("example.com", 80)
     assert _server_and_port({}) == ("mangum", 80)
+
+
+@pytest.mark.parametrize("kind", ["rest", "http"])
+def test_a_lone_surrogate_in_the_path_is_a_404_with_valid_json(lambda_handler, kind: str) -> None:
+    # The message quotes the path; UTF-8 has no encoding for U+D800, the JSON escape does.
+    result = lambda_handler(make_event(kind, "GET", "/v2/models/\ud800x/ready"), None)
+    assert result["statusCode"] == 404
+    assert body_of(result) == {"error": "model '\ud800x' not found; this endpoint serves 'digits'"}
+    assert "\\ud800x" in result["body"]

@@ -117,7 +117,10 @@ def encode_body(body: bytes, as_base64: bool) -> tuple[str | None, bool]:
         return None, False
     if as_base64:
         return base64.b64encode(body).decode("ascii"), True
-    # A text-typed body that is not valid UTF-8 is mangled by API Gateway too.
+    # A text body travels as a JSON string, which holds Unicode only: API Gateway converts it to
+    # a "UTF8-encoded string" (REST docs, "Content type conversions in API Gateway"), and bytes
+    # that are not UTF-8 arrive as U+FFFD (measured on REST; HTTP API documents only that
+    # non-text types are base64-encoded). Bytes reach the function unchanged only base64'd.
     return body.decode("utf-8", errors="replace"), False
 
 
