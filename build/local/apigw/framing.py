@@ -28,6 +28,8 @@ _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a field name (RFC 9110 5.1)
 _OWS = " \t"
+# uri-host [":" port] (RFC 9110 7.2): an IP literal in brackets or a reg-name, maybe empty.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 
 
 class FramingError(Exception):
@@ -81,6 +83,17 @@ def clean_headers(
             raise _bad(f"header field {name!r} has a control character in its value")
         cleaned.append((name, value.strip(_OWS)))
     return cleaned
+
+
+def check_host(headers: Sequence[tuple[str, str]], version: str) -> None:
+    """RFC 9112 3.2: an HTTP/1.1 request has exactly one Host field, and it names a host."""
+    hosts = [value for name, value in headers if name.lower() == "host"]
+    if not hosts and version == "HTTP/1.1":
+        raise _bad("an HTTP/1.1 request needs a Host header field")
+    if len(hosts) > 1:
+        raise _bad("more than one Host header field")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise _bad("the Host header field is not a host")
 
 
 def request_target(target: str, method: str) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from slimserve.build.local.apigw.framing import (
     BodyTooLarge,
     FramingError,
     body_framing,
+    check_host,
     clean_headers,
     read_chunked_body,
     read_length_body,
@@ -147,6 +148,7 @@ class _FrontHandler(BaseHTTPRequestHandler):
             path, query = request_target(self.path, self.command)
             malformed = bool(self.headers.defects) or bool(self.headers.get_payload())
             headers = clean_headers(self.headers.items(), malformed_lines=malformed)
+            check_host(headers, self.request_version)
             body = self._read_body(headers, gateway.config.max_body_bytes)
         except BodyTooLarge as exc:
             too_large = True
