@@ -13,6 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slimserve.build.local.apigw.config import GatewayConfig
+from slimserve.build.local.apigw.routing import Route
+from slimserve.handler.manifest import Manifest
+
 from repo import TESTS_DIR
 
 HOSTILE_DIR = TESTS_DIR / "hostile"
@@ -25,6 +29,36 @@ GROUPS = (
     "limits",
 )
 HEADER_LENGTH = "inference-header-content-length"
+
+# What slimserve's stacks declare (infra/http_api.py, infra/rest_api.py), so that the in-process
+# run routes as the deployed API does; tests/build/local/test_hostile.py checks these against
+# the synthesized templates. REST: ANY on every resource on the way, POST only on infer.
+_REST_INFER = ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer")
+_REST_PROXIES = (
+    "/{proxy+}", "/v2", "/v2/{proxy+}", "/v2/models", "/v2/models/{model_name}",
+    "/v2/models/{model_name}/{proxy+}", "/v2/models/{model_name}/versions",
+    "/v2/models/{model_name}/versions/{model_version}",
+    "/v2/models/{model_name}/versions/{model_version}/{proxy+}",
+)  # fmt: skip
+STACK_ROUTES = {
+    "http": (Route("ANY", "/{proxy+}"),),
+    "rest": tuple(Route("ANY", path) for path in _REST_PROXIES) + tuple(Route("POST", path) for path in _REST_INFER),
+}
+REST_BINARY_MEDIA_TYPES = ("application/octet-stream",)
+
+
+def stack_config(manifest: Manifest, api_type: str) -> GatewayConfig:
+    """The gateway of slimserve's stack of ``api_type``, open (no auth), without synthesis."""
+    rest = api_type == "rest"
+    return GatewayConfig(
+        api_type="rest" if rest else "http",
+        payload_format="1.0" if rest else "2.0",
+        stage="prod" if rest else "$default",
+        routes=STACK_ROUTES[api_type],
+        binary_media_types=REST_BINARY_MEDIA_TYPES if rest else (),
+        function_timeout_s=float(manifest.runtime.timeout_s),
+        memory_mb=manifest.runtime.memory_mb,
+    )
 
 
 @dataclass(frozen=True)

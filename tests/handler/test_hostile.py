@@ -6,7 +6,6 @@ in every stack shape in tests/build/local/test_hostile.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -22,20 +21,11 @@ from slimserve.build.local.apigw.gateway import Gateway
 from slimserve.build.local.runtime_api import InvocationResult
 from slimserve.handler.manifest import Manifest
 
-from hostilekit import GROUPS, Case, load_corpus, mismatch
+from hostilekit import GROUPS, Case, load_corpus, mismatch, stack_config
 
 CORPUS = load_corpus()
-# What slimserve's REST stack declares (infra/rest_api.py BINARY_MEDIA_TYPES).
-REST_BINARY_MEDIA_TYPES = ("application/octet-stream",)
 
 LambdaHandler = Callable[[dict, Any], dict]
-
-
-def gateway_config(manifest: Manifest, api_type: str) -> GatewayConfig:
-    config = GatewayConfig.from_manifest(manifest, api_type=api_type)  # type: ignore[arg-type]
-    if api_type == "rest":
-        config = dataclasses.replace(config, binary_media_types=REST_BINARY_MEDIA_TYPES)
-    return config
 
 
 def send(handler: LambdaHandler, config: GatewayConfig, case: Case) -> tuple[int, dict[str, str], bytes]:
@@ -59,7 +49,7 @@ def cases_of(model: str) -> list[Case]:
 
 
 def run(handler: LambdaHandler, manifest: Manifest, api_type: str, case: Case) -> None:
-    status, headers, body = send(handler, gateway_config(manifest, api_type), case)
+    status, headers, body = send(handler, stack_config(manifest, api_type), case)
     problem = mismatch(case.expected_for(api_type), status, headers, body)
     assert problem is None, f"{case.name}: {problem}"
 
