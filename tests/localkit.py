@@ -5,6 +5,7 @@ one's own that still reuses the checkout's runtime client."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from slimserve.build.local.python import current_python, ensure_runtime_client
+from slimserve.build.local.run import LocalServer
 
 from repo import REPO_ROOT
 
@@ -202,3 +204,38 @@ def http_request(
         return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
     finally:
         connection.close()
+
+
+def serve_shape(
+    shape: str,
+    builds: Mapping[str, Path],
+    cache_dir: Path,
+    started: contextlib.ExitStack,
+    *,
+    idle_timeout_s: float = 30.0,
+) -> dict[str, tuple[LocalServer, Console]]:
+    """Each build (name -> build folder) served as the stack of ``shape`` deploys it: the
+    template synthesized (cached; two at a time), the local API key ``LOCAL_KEY``. The servers
+    stop when ``started`` closes; each comes with the console it logs to."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slimserve.build.local.apigw.template import gateway_config_from_template
+    from slimserve.build.local.options import LocalRunOptions
+    from slimserve.build.local.run import running
+    from slimserve.build.local.synth import synthesized_template
+    from slimserve.handler.manifest import load_manifest
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        templates = {
+            name: pool.submit(synthesized_template, build / "manifest.json", SHAPES[shape], CACHE_DIR)
+            for name, build in builds.items()
+        }
+        served = {}
+        for name, build in builds.items():
+            manifest = load_manifest(build / "manifest.json")
+            template = templates[name].result()[0]
+            config = gateway_config_from_template(template, manifest, api_key=LOCAL_KEY)
+            console = quiet_console()
+            options = LocalRunOptions(config=config, cache_dir=cache_dir, idle_timeout_s=idle_timeout_s)
+            served[name] = (started.enter_context(running(build, options, console=console)), console)
+    return served

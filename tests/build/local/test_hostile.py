@@ -25,11 +25,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from slimserve.build.local.apigw.template import gateway_config_from_template
-from slimserve.build.local.options import LocalRunOptions
-from slimserve.build.local.run import LocalServer, running
-from slimserve.build.local.synth import synthesized_template
-from slimserve.handler.manifest import load_manifest
+from slimserve.build.local.run import LocalServer
 
 from hostilekit import (
     GROUPS,
@@ -43,14 +39,13 @@ from hostilekit import (
     mismatch,
 )
 from localkit import (
-    CACHE_DIR,
     LOCAL_KEY,
     SHAPES,
     console_text,
     credential_lines,
     credentials,
     http_request,
-    quiet_console,
+    serve_shape,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile-local")]
@@ -98,21 +93,10 @@ class Stack:
 
 @pytest.fixture(scope="module", params=list(SHAPES))
 def stack(request: pytest.FixtureRequest, digits_build: Path, minilm_build: Path, cache_dir: Path) -> Iterator[Stack]:
-    shape = request.param
-    with ExitStack() as started, ThreadPoolExecutor(max_workers=2) as pool:
+    with ExitStack() as started:
         builds = {"digits": digits_build, "minilm": minilm_build}
-        templates = {
-            model: pool.submit(synthesized_template, build / "manifest.json", SHAPES[shape], CACHE_DIR)
-            for model, build in builds.items()
-        }
-        result = Stack(shape, {})
-        for model, build in builds.items():
-            manifest = load_manifest(build / "manifest.json")
-            config = gateway_config_from_template(templates[model].result()[0], manifest, api_key=LOCAL_KEY)
-            result.consoles[model] = quiet_console()
-            options = LocalRunOptions(config=config, cache_dir=cache_dir, idle_timeout_s=IDLE_S)
-            result.servers[model] = started.enter_context(running(build, options, console=result.consoles[model]))
-        yield result
+        served = serve_shape(request.param, builds, cache_dir, started, idle_timeout_s=IDLE_S)
+        yield Stack(request.param, {m: s for m, (s, _) in served.items()}, {m: c for m, (_, c) in served.items()})
 
 
 # --- the corpus ------------------------------------------------------------------------------------
@@ -302,6 +286,10 @@ def test_a_4_mb_echo_stays_small_and_the_environment_warm(stack: Stack, field: s
         assert status == 200 and [o["name"] for o in json.loads(answer)["outputs"]] == ["logits", "label", "score"]
     else:
         assert (status, json.loads(answer)) == expected
+    # The next request is served by the same execution environment (Lambda would have thrown
+    # it away after a Function.ResponseSizeTooLarge).
+    status, _, _ = stack.send("digits", "GET", "/v2/health/ready", {}, b"")
+    assert status == 200
     log = console_text(stack.consoles["digits"])
     assert "ResponseSizeTooLarge" not in log and "cold start" not in log
     assert [instance.cold_starts for instance in stack.servers["digits"].function.pool.instances] == [1]
