@@ -97,6 +97,14 @@ class Case:
         return self.event_body is None
 
 
+def _joined(parts: str | Sequence[Any]) -> str:
+    """A string, or a list of strings and ``{"repeat": s, "times": n}`` (large bodies stay
+    small in the corpus)."""
+    if isinstance(parts, str):
+        return parts
+    return "".join(part if isinstance(part, str) else part["repeat"] * part["times"] for part in parts)
+
+
 def _tensor_bytes(part: Mapping[str, Any]) -> bytes:
     if "fp32" in part:
         return struct.pack(f"<{len(part['fp32'])}f", *part["fp32"])
@@ -119,9 +127,8 @@ def _body(spec: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
         return header + data, headers
     if "body_b64" in spec:
         return base64.b64decode(spec["body_b64"]), {"content-type": "application/json"}
-    if "body_repeat" in spec:
-        repeat = spec["body_repeat"]
-        text = repeat["prefix"] + repeat["chunk"] * repeat["times"] + repeat["suffix"]
+    if "body_parts" in spec:
+        text = _joined(spec["body_parts"])
         return text.encode("utf-8", "surrogatepass"), {"content-type": "application/json"}
     if "body" in spec:
         body = spec["body"]
@@ -225,15 +232,11 @@ class FramingCase:
         return head.encode("latin-1") + (valid_body + tail.encode("latin-1") if found else b"")
 
 
-def _raw(parts: str | Sequence[Any]) -> str:
-    if isinstance(parts, str):
-        return parts
-    return "".join(part if isinstance(part, str) else part["repeat"] * part["times"] for part in parts)
 
 
 def load_framing() -> list[FramingCase]:
     specs = json.loads((HOSTILE_DIR / "framing.json").read_text())
-    return [FramingCase(s["name"], _raw(s["raw"]), s["status"], s["message"]) for s in specs]
+    return [FramingCase(s["name"], _joined(s["raw"]), s["status"], s["message"]) for s in specs]
 
 
 @dataclass(frozen=True)
