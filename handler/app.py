@@ -84,7 +84,9 @@ class Reply:
     def json(cls, document: Any, status: int = 200) -> "Reply":
         # allow_nan=False: NaN/Infinity literals are not JSON; producers check before they get here.
         body = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return cls(status, body.encode("utf-8"))
+        # A lone surrogate (an event path can carry one into a message) cannot be UTF-8; it only
+        # ever sits inside a JSON string, where the escape `\udXXX` is valid JSON for it.
+        return cls(status, body.encode("utf-8", "backslashreplace"))
 
 
 Endpoint = Callable[[Call], Reply]

@@ -56,7 +56,9 @@ def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
         # NaN/Infinity literals are not JSON; refuse them here rather than let them reach the model.
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        # Some of json's messages end in "at" ("Unterminated string starting at"): say it once.
+        reason = exc.msg.removesuffix(" at")
+        raise BadRequest(f"{what} is not valid JSON: {reason} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
     except ValueError:
@@ -154,11 +156,12 @@ def decode_inference_request(
 
 
 def _parse_header_length(raw: str, body_length: int) -> int:
-    try:
-        length = int(raw)
-    except ValueError:
-        raise BadRequest(f"Inference-Header-Content-Length must be an integer, got {raw[:32]!r}") from None
-    if length < 0 or length > body_length:
+    # Decimal digits only: int() would also take "+10", " 10", "1_0" and "-5".
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise BadRequest(f"Inference-Header-Content-Length must be a non-negative integer, got {raw[:32]!r}")
+    length = int(text)
+    if length > body_length:
         raise BadRequest(
             f"Inference-Header-Content-Length {length} is outside the body's {body_length} bytes"
         )

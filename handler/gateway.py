@@ -13,8 +13,31 @@ import json
 from typing import Any
 
 from mangum import Mangum
+from mangum.handlers import alb, api_gateway
 from mangum.handlers.api_gateway import APIGateway, HTTPGateway
 from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, Scope
+
+
+def _server_and_port(headers: dict[str, Any]) -> tuple[str, int]:
+    """ASGI's ``server`` from the Host header. Mangum's own splits Host at every colon and so
+    fails on an IPv6 literal (``[::1]:8080``) or a port that is not a number, which made a
+    valid request a 400; the port then comes from X-Forwarded-Port, else 80."""
+    host = str(headers.get("host") or "mangum")
+    if host.startswith("["):
+        name, _, after = host[1:].partition("]")
+        port = after[1:] if after.startswith(":") else ""
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+    else:
+        name, port = host, ""
+    if not (port.isascii() and port.isdigit()):
+        port = str(headers.get("x-forwarded-port") or "")
+    return name, int(port) if port.isascii() and port.isdigit() else 80
+
+
+# mangum 0.22 (pinned) looks the function up in these modules when it builds a scope.
+api_gateway.get_server_and_port = _server_and_port
+alb.get_server_and_port = _server_and_port
 
 
 def _stage_prefix(event: LambdaEvent) -> str:

@@ -5,6 +5,8 @@ one's own that still reuses the checkout's runtime client."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import io
 import json
 import os
@@ -14,10 +16,12 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 
 from slimserve.build.local.python import current_python, ensure_runtime_client
+from slimserve.build.local.run import LocalServer
 
 from repo import REPO_ROOT
 
@@ -112,6 +116,27 @@ def fake_jwt(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
+def sigv4_headers(
+    method: str, url: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``headers`` plus a real SigV4 signature with made-up credentials (never sent to AWS), as
+    build/deploy/remote.py signs its requests."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method=method,
+        url=url,
+        data=body,
+        headers=dict(headers or {"content-type": "application/json"}),
+    )
+    SigV4Auth(Credentials("AKIDEXAMPLE", "not-a-secret"), "execute-api", "us-east-1").add_auth(
+        request
+    )
+    return dict(request.headers.items())
+
+
 def shared_runtime_cache() -> Path:
     """The checkout's cache with the runtime client for this Python (PyPI on the first run)."""
     ensure_runtime_client(CACHE_DIR, LOCAL_PYTHON, ARCH, compile_with=current_python())
@@ -135,3 +160,89 @@ def run_leftovers(cache: Path) -> list[str]:
         if (cache / folder).is_dir():
             left += [f"{folder}/{p.name}" for p in (cache / folder).iterdir() if p.name != ".lock"]
     return sorted(left)
+
+
+# The stack shapes the hostile suite and the V2 clients run against (`slimserve synth` options).
+SHAPES: dict[str, dict[str, str]] = {
+    "http-none": {"api": "http", "auth": "none"},
+    "http-iam": {"api": "http", "auth": "iam"},
+    "rest-none": {"api": "rest", "auth": "none"},
+    "rest-iam": {"api": "rest", "auth": "iam"},
+    "rest-api_key": {"api": "rest", "auth": "api_key"},
+}
+
+
+def credentials(
+    shape: str, method: str, url: str, body: bytes, headers: Mapping[str, str]
+) -> dict[str, str]:
+    """``headers`` with what a client of ``shape`` adds: a SigV4 signature (IAM) or the local
+    API key (``LOCAL_KEY``)."""
+    auth = SHAPES[shape]["auth"]
+    if auth == "iam":
+        return sigv4_headers(method, url, body, headers)
+    if auth == "api_key":
+        return {**headers, "x-api-key": LOCAL_KEY}
+    return dict(headers)
+
+
+def credential_lines(shape: str) -> list[str]:
+    """Raw header lines with credentials of ``shape`` for hand-written requests (the local
+    gateway checks a signature's shape, not its value)."""
+    from slimserve.build.local.console import LOCAL_SIGV4_HEADERS
+
+    auth = SHAPES[shape]["auth"]
+    if auth == "iam":
+        return [f"{name}: {value}" for name, value in LOCAL_SIGV4_HEADERS]
+    return [f"x-api-key: {LOCAL_KEY}"] if auth == "api_key" else []
+
+
+def http_request(
+    url: str, method: str, headers: Mapping[str, str], body: bytes, *, timeout_s: float = 30.0
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection, the path sent exactly as given (http.client does not
+    normalise ``..`` or re-encode). Raises TimeoutError when no answer comes in time."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target, body=body or None, headers=dict(headers))
+        response = connection.getresponse()
+        payload = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, payload
+    finally:
+        connection.close()
+
+
+def serve_shape(
+    shape: str,
+    builds: Mapping[str, Path],
+    cache_dir: Path,
+    started: contextlib.ExitStack,
+    *,
+    idle_timeout_s: float = 30.0,
+) -> dict[str, tuple[LocalServer, Console]]:
+    """Each build (name -> build folder) served as the stack of ``shape`` deploys it: the
+    template synthesized (cached; two at a time), the local API key ``LOCAL_KEY``. The servers
+    stop when ``started`` closes; each comes with the console it logs to."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slimserve.build.local.apigw.template import gateway_config_from_template
+    from slimserve.build.local.options import LocalRunOptions
+    from slimserve.build.local.run import running
+    from slimserve.build.local.synth import synthesized_template
+    from slimserve.handler.manifest import load_manifest
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        templates = {
+            name: pool.submit(synthesized_template, build / "manifest.json", SHAPES[shape], CACHE_DIR)
+            for name, build in builds.items()
+        }
+        served = {}
+        for name, build in builds.items():
+            manifest = load_manifest(build / "manifest.json")
+            template = templates[name].result()[0]
+            config = gateway_config_from_template(template, manifest, api_key=LOCAL_KEY)
+            console = quiet_console()
+            options = LocalRunOptions(config=config, cache_dir=cache_dir, idle_timeout_s=idle_timeout_s)
+            served[name] = (started.enter_context(running(build, options, console=console)), console)
+    return served

@@ -12,6 +12,7 @@ from slimserve.build import paths
 from slimserve.build.errors import LocalRunError
 from slimserve.build.local.apigw.config import GatewayConfig
 from slimserve.build.local.apigw.events import ApiType
+from slimserve.build.local.apigw.server import IDLE_TIMEOUT_S
 from slimserve.build.local.function import DEFAULT_INIT_TIMEOUT_S
 
 # A synthesized CloudFormation template: a JSON file or the parsed document.
@@ -40,6 +41,7 @@ class LocalRunOptions:
     cache_dir: Path | None = None  # default: paths.cache_dir()
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
+    idle_timeout_s: float = IDLE_TIMEOUT_S  # a connection silent this long is closed
 
     def __post_init__(self) -> None:
         given = [

@@ -151,7 +151,11 @@ def running(
     host, port = options.host, options.port
     try:
         http = GatewayHttpServer(
-            Gateway(GatewayConfig(), submit), host, port, log=console_log(console)
+            Gateway(GatewayConfig(), submit),
+            host,
+            port,
+            log=console_log(console),
+            idle_timeout_s=options.idle_timeout_s,
         )
     except OSError as exc:
         executor.shutdown(wait=False)

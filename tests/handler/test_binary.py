@@ -49,8 +49,10 @@ def test_binary_round_trip_gives_the_same_logits_as_json(client, heldout) -> Non
 @pytest.mark.parametrize(
     "header_length,message",
     [
-        ("abc", "Inference-Header-Content-Length must be an integer, got 'abc'"),
-        ("-5", "Inference-Header-Content-Length -5 is outside the body's"),
+        ("abc", "Inference-Header-Content-Length must be a non-negative integer, got 'abc'"),
+        ("-5", "Inference-Header-Content-Length must be a non-negative integer, got '-5'"),
+        ("+10", "Inference-Header-Content-Length must be a non-negative integer, got '+10'"),
+        ("1_0", "Inference-Header-Content-Length must be a non-negative integer, got '1_0'"),
         ("999999999", "Inference-Header-Content-Length 999999999 is outside the body's"),
         ("10", "inference request header is not valid JSON"),
     ],

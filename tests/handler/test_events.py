@@ -123,3 +123,33 @@ def test_recorded_infer_event_file(lambda_handler) -> None:
     body = body_of(result)
     assert body["id"] == "digit-4"
     assert {o["name"]: o for o in body["outputs"]}["label"]["data"] == ["4"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("host", ["[::1]:8080", "[2001:db8::7]", "example.com:notaport", "::1"])
+def test_any_host_header_is_served(lambda_handler, kind: str, host: str) -> None:
+    # Mangum's own Host parsing split at every colon: an IPv6 literal was a 400 "malformed event".
+    event = make_event(kind, "GET", "/v2/health/ready", headers={"host": host})
+    if kind == "rest":
+        event["multiValueHeaders"]["host"] = [host]
+    result = lambda_handler(event, None)
+    assert (result["statusCode"], body_of(result)) == (200, {"ready": True})
+
+
+def test_server_and_port_reads_ipv6_literals() -> None:
+    from slimserve.handler.gateway import _server_and_port
+
+    assert _server_and_port({"host": "[::1]:8080"}) == ("::1", 8080)
+    assert _server_and_port({"host": "[::1]", "x-forwarded-port": "443"}) == ("::1", 443)
+    assert _server_and_port({"host": "example.com:81"}) == ("example.com", 81)
+    assert _server_and_port({"host": "example.com:x", "x-forwarded-port": "y"}) == ("example.com", 80)
+    assert _server_and_port({}) == ("mangum", 80)
+
+
+@pytest.mark.parametrize("kind", ["rest", "http"])
+def test_a_lone_surrogate_in_the_path_is_a_404_with_valid_json(lambda_handler, kind: str) -> None:
+    # The message quotes the path; UTF-8 has no encoding for U+D800, the JSON escape does.
+    result = lambda_handler(make_event(kind, "GET", "/v2/models/\ud800x/ready"), None)
+    assert result["statusCode"] == 404
+    assert body_of(result) == {"error": "model '\ud800x' not found; this endpoint serves 'digits'"}
+    assert "\\ud800x" in result["body"]

@@ -117,7 +117,10 @@ def encode_body(body: bytes, as_base64: bool) -> tuple[str | None, bool]:
         return None, False
     if as_base64:
         return base64.b64encode(body).decode("ascii"), True
-    # A text-typed body that is not valid UTF-8 is mangled by API Gateway too.
+    # A text body travels as a JSON string, which holds Unicode only: API Gateway converts it to
+    # a "UTF8-encoded string" (REST docs, "Content type conversions in API Gateway"), and bytes
+    # that are not UTF-8 arrive as U+FFFD (measured on REST; HTTP API documents only that
+    # non-text types are base64-encoded). Bytes reach the function unchanged only base64'd.
     return body.decode("utf-8", errors="replace"), False
 
 
@@ -140,10 +143,19 @@ def _domain(request: HttpRequest) -> str:
     return request.header("host") or f"{LOCAL_API_ID}.execute-api.{LOCAL_REGION}.amazonaws.com"
 
 
+def _host_port(host: str) -> str | None:
+    """The port of a Host header (``example.com:8080``, ``[::1]:8080``), None without one."""
+    if host.startswith("["):  # an IPv6 literal: its colons are not the port's
+        _, _, after = host.partition("]")
+        port = after[1:] if after.startswith(":") else ""
+    else:
+        _, _, port = host.rpartition(":")
+    return port if port.isdigit() else None
+
+
 def _gateway_added_headers(request: HttpRequest, trace_id: str) -> list[tuple[str, str]]:
     """Headers API Gateway adds on its way to the integration."""
-    host = request.header("host") or ""
-    port = host.rsplit(":", 1)[1] if ":" in host else "80"
+    port = _host_port(request.header("host") or "") or "80"
     forwarded = request.header("x-forwarded-for")
     added = [
         ("x-amzn-trace-id", trace_id),

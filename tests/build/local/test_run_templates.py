@@ -18,7 +18,15 @@ from slimserve.build.local.console import LOCAL_SIGV4_HEADERS
 from slimserve.build.local.options import LocalRunOptions
 from slimserve.build.local.run import LocalServer, running
 
-from localkit import CACHE_DIR, LOCAL_KEY, STACKS, console_text, fake_jwt, quiet_console
+from localkit import (
+    CACHE_DIR,
+    LOCAL_KEY,
+    STACKS,
+    console_text,
+    fake_jwt,
+    quiet_console,
+    sigv4_headers,
+)
 from repo import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,21 +35,6 @@ EVENTS = REPO_ROOT / "tests" / "events"
 
 
 # --- real requests: the digits zip under the real runtime client ----------------------------------
-
-
-def sigv4_headers(method: str, url: str, body: bytes) -> dict[str, str]:
-    """A real SigV4 signature with made-up credentials (never sent to AWS)."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    request = AWSRequest(
-        method=method, url=url, data=body, headers={"content-type": "application/json"}
-    )
-    SigV4Auth(Credentials("AKIDEXAMPLE", "not-a-secret"), "execute-api", "us-east-1").add_auth(
-        request
-    )
-    return dict(request.headers.items())
 
 
 def credentials_for(name: str, method: str, url: str, body: bytes) -> dict[str, str]:

@@ -144,6 +144,35 @@ def test_rest_api_base64_encodes_only_binary_media_types() -> None:
     assert received[1]["body"] == "x"
 
 
+REST_BINARY = GatewayConfig(
+    api_type="rest",
+    payload_format="1.0",
+    stage="prod",
+    routes=(Route("ANY", "/"),),
+    binary_media_types=("application/octet-stream",),  # what slimserve's REST stack declares
+)
+
+
+@pytest.mark.parametrize("config", [GatewayConfig(), REST_BINARY], ids=["http", "rest"])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", '{"x":"caf\ufffd\ufffd"}'),  # a JSON string: Unicode only
+        ("application/octet-stream", base64.b64encode(b'{"x":"caf\xe9\xff"}').decode()),
+    ],
+)
+def test_invalid_utf_8_reaches_the_function_only_in_binary_bodies(
+    config: GatewayConfig, content_type: str, body: str
+) -> None:
+    submit, received = fake_function(lambda e: OK)
+    headers = [("Host", "h"), ("Content-Type", content_type)]
+    Gateway(config, submit).handle(
+        request("POST", config.stage_prefix + "/", "", headers, b'{"x":"caf\xe9\xff"}')
+    )
+    assert received[0]["body"] == body
+    assert received[0]["isBase64Encoded"] is (content_type == "application/octet-stream")
+
+
 # --- gateway answers ------------------------------------------------------------------------
 
 
