@@ -54,6 +54,8 @@ def build(
         _fail(str(exc), 3)
     else:
         err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
+        style = "yellow" if result.verdict_holds_only_here else "dim"
+        err.print(f"[{style}]{escape(result.verdict_scope)}[/{style}]", highlight=False, soft_wrap=True)
 
 
 TemplateOption = Annotated[
