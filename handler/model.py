@@ -17,15 +17,12 @@ import numpy as np
 import onnxruntime as ort
 
 from slimserve.handler.errors import InferenceError, ModelLoadError
-from slimserve.handler.manifest import (
-    MANIFEST_FILE,
-    Manifest,
-    ManifestError,
-    TensorSpec,
-    load_manifest,
-)
+from slimserve.handler.manifest_file import MANIFEST_FILE, ManifestError, load_manifest_view
 
 if TYPE_CHECKING:
+    # The handler serves from a ManifestView of the validated JSON: the schema's field names,
+    # without importing pydantic (handler/manifest_file.py).
+    from slimserve.handler.manifest import Manifest, TensorSpec
     from slimserve.handler.settings import Settings
 
 
@@ -101,7 +98,7 @@ def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | Non
     verified against the same pinned hash.
     """
     try:
-        manifest = load_manifest(model_dir / MANIFEST_FILE)
+        manifest = load_manifest_view(model_dir / MANIFEST_FILE)
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from exc
     for name, pinned in manifest.files.items():
