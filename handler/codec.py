@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -29,14 +28,13 @@ if TYPE_CHECKING:
 _ACCEPTED_KINDS: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
-@dataclass
-class DecodedRequest:
+class DecodedRequest(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     request: InferenceRequest
     tensors: dict[str, np.ndarray]
     # output name -> send as binary? Only outputs the client asked for (all when None).
     requested_outputs: dict[str, bool] | None
     binary_by_default: bool
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any]
 
 
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
@@ -345,8 +343,7 @@ def _check_text(name: str, array: np.ndarray, limits: Limits) -> None:
 # --------------------------------------------------------------------------- responses
 
 
-@dataclass
-class EncodedResponse:
+class EncodedResponse(NamedTuple):
     body: bytes
     header_length: int | None  # set when binary tensors follow the JSON header
 

@@ -11,8 +11,7 @@ used. tests/handler/test_messages.py holds the two to the same answers on genera
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from slimserve.handler.datatypes import V2_TO_NUMPY
 from slimserve.handler.errors import BadRequest, Unprocessable, clip
@@ -29,9 +28,12 @@ DATATYPES = frozenset(V2_TO_NUMPY)
 
 Parameters = dict[str, Any]
 
+# Records are NamedTuples, here and across the handler: defining a frozen dataclass runs code
+# generation (~1.5 ms each on a 2-core machine), at import, i.e. inside the cold start; the
+# handler's 13 of them cost ~20 ms, a NamedTuple ~0.1 ms.
 
-@dataclass(frozen=True)
-class RequestInput:
+
+class RequestInput(NamedTuple):
     name: str
     shape: list[int]
     datatype: str
@@ -39,14 +41,12 @@ class RequestInput:
     data: list[Any] | None = None
 
 
-@dataclass(frozen=True)
-class RequestOutput:
+class RequestOutput(NamedTuple):
     name: str
     parameters: Parameters | None = None
 
 
-@dataclass(frozen=True)
-class InferenceRequest:
+class InferenceRequest(NamedTuple):
     inputs: list[RequestInput]
     id: str | None = None
     model_name: str | None = None
@@ -55,8 +55,7 @@ class InferenceRequest:
     outputs: list[RequestOutput] | None = None
 
 
-@dataclass(frozen=True)
-class PredictRequest:
+class PredictRequest(NamedTuple):
     instances: list[Any]
     parameters: Parameters | None = None
 

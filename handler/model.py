@@ -8,10 +8,8 @@ created with explicit thread counts. Anything wrong is a ModelLoadError with a c
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -47,8 +45,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
-@dataclass(frozen=True)
-class LoadedModel:
+class LoadedModel(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     manifest: Manifest
     session: ort.InferenceSession
     model_path: Path
@@ -81,6 +78,8 @@ def fetch_from_s3(settings: "Settings") -> Path | None:
     on Lambda) and verify it against the pinned sha256; None when the model is in the zip."""
     if settings.model_s3 is None:
         return None
+    import tempfile  # with shutil and random behind it: ~10 ms a zip-packaged model never needs
+
     from slimserve.handler.s3_model import S3ModelError, fetch_model
 
     store = settings.model_s3

@@ -7,8 +7,7 @@ Every method either returns a JSON-able value / bytes or raises a SlimserveError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from slimserve.handler import __version__
 from slimserve.handler.codec import (
@@ -36,8 +35,7 @@ SERVER_NAME = "slimserve"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-@dataclass(frozen=True)
-class InferReply:
+class InferReply(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     body: bytes
     header_length: int | None  # binary tensors follow the JSON header when set
 
