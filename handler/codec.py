@@ -402,7 +402,7 @@ def _json_data(array: np.ndarray) -> str:
         if flat.dtype.byteorder not in "=|":
             flat = flat.astype(flat.dtype.newbyteorder("="))
         return orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
-    return _dumps(_to_json_list(array))
+    return _dumps([_as_text(element) for element in array.reshape(-1)])
 
 
 def require_finite_output(name: str, array: np.ndarray) -> None:
@@ -420,12 +420,6 @@ def require_finite_output(name: str, array: np.ndarray) -> None:
         "which JSON cannot carry; request binary outputs (parameters.binary_data_output = true) "
         "to receive the raw values"
     )
-
-
-def _to_json_list(array: np.ndarray) -> list[Any]:
-    if array.dtype.kind in ("O", "U", "S"):
-        return [_as_text(element) for element in array.ravel()]
-    return array.ravel().tolist()
 
 
 def _as_text(element: Any) -> str:
