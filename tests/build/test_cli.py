@@ -28,6 +28,20 @@ def test_build_config_error_exits_2(tmp_path: Path) -> None:
     assert "slimserve.toml is invalid:\n  name: String should match pattern '^[a-z0-9][a-z0-9_.-]{0,62}$'" in result.output
 
 
+def test_build_says_where_its_verdict_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import slimserve.build.pipeline.run as pipeline
+    from slimserve.build.gate.validate import GateCheck, GateResult
+
+    gate = GateResult("accuracy", 0.97, 0.97, 0.01, 360, [GateCheck("accuracy loss", 0.0, 0.01, "<=")])
+    scope = "The gate's verdict holds only for the instruction set it ran on: Some CPU (avx2)."
+    built = pipeline.BuildResult(tmp_path, None, gate, None, verdict_scope=scope, verdict_holds_only_here=True)  # type: ignore[arg-type]
+    monkeypatch.setattr(pipeline, "run_build", lambda *args, **kwargs: built)
+    result = runner.invoke(app, ["build", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "accuracy gate passed on 360 held-out samples" in result.output
+    assert scope in " ".join(result.output.split())
+
+
 def test_invoke_needs_exactly_one_source() -> None:
     result = runner.invoke(app, ["invoke", "examples/digits"])
     assert result.exit_code == 2 and "give exactly one of --event FILE or --url URL" in result.output
