@@ -11,38 +11,30 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from pydantic import ValidationError
+import orjson
 
 from slimserve.handler.datatypes import V2_TO_NUMPY, v2_datatype_of
 from slimserve.handler.errors import BadRequest, Unprocessable, clip
-from slimserve.handler.manifest import Limits, TensorSpec
-from slimserve.handler.protocol import InferenceRequest, RequestInput
+from slimserve.handler.messages import InferenceRequest, RequestInput, parse_inference_request
+
+if TYPE_CHECKING:
+    from slimserve.handler.manifest import Limits, TensorSpec
 
 # Which JSON element kinds (numpy's inference of the nested lists) each datatype accepts.
 # Integers are accepted for float tensors; floats are never silently truncated to integers.
 _ACCEPTED_KINDS: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
-@dataclass
-class DecodedRequest:
+class DecodedRequest(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     request: InferenceRequest
     tensors: dict[str, np.ndarray]
     # output name -> send as binary? Only outputs the client asked for (all when None).
     requested_outputs: dict[str, bool] | None
     binary_by_default: bool
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-def format_validation_error(exc: ValidationError, what: str = "inference request") -> str:
-    """The first schema error, naming where it is; keys and values from the request are clipped."""
-    first = exc.errors()[0]
-    where = ".".join(clip(part) for part in first["loc"]) or "body"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid {what} at '{where}': {clip(first['msg'], 200)}{more}"
+    parameters: dict[str, Any]
 
 
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
@@ -86,10 +78,7 @@ def decode_request(
     else:
         header_bytes, binary = body, memoryview(b"")
     raw = parse_json_object(header_bytes, "inference request header" if header_length else "request body")
-    try:
-        request = InferenceRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise Unprocessable(format_validation_error(exc)) from None
+    request = parse_inference_request(raw)
     return decode_inference_request(request, binary=binary, specs=specs, limits=limits)
 
 
@@ -357,8 +346,7 @@ def _check_text(name: str, array: np.ndarray, limits: Limits) -> None:
 # --------------------------------------------------------------------------- responses
 
 
-@dataclass
-class EncodedResponse:
+class EncodedResponse(NamedTuple):
     body: bytes
     header_length: int | None  # set when binary tensors follow the JSON header
 
@@ -372,7 +360,7 @@ def encode_response(
     binary: dict[str, bool],
     parameters: dict[str, Any] | None = None,
 ) -> EncodedResponse:
-    header_outputs: list[dict[str, Any]] = []
+    entries: list[str] = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
         entry: dict[str, Any] = {
@@ -385,20 +373,39 @@ def encode_response(
             raw = _to_binary(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
+            entries.append(_dumps(entry))
         else:
             require_finite_output(name, array)
-            entry["data"] = _to_json_list(array)
-        header_outputs.append(entry)
-    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": header_outputs}
+            # The entry's JSON with its data appended: {"name":...,"shape":[...],"data":[...]}
+            entries.append(f'{_dumps(entry)[:-1]},"data":{_json_data(array)}}}')
+    head: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    tail = ""
     if request_id is not None:
-        document["id"] = request_id
+        tail += f',"id":{_dumps(request_id)}'
     if parameters:
-        document["parameters"] = parameters
-    # allow_nan=False: a non-finite number must never become an invalid JSON literal.
-    header = json.dumps(document, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        tail += f',"parameters":{_dumps(parameters)}'
+    header = f'{_dumps(head)[:-1]},"outputs":[{",".join(entries)}]{tail}}}'.encode("utf-8")
     if not chunks:
         return EncodedResponse(body=header, header_length=None)
     return EncodedResponse(body=header + b"".join(chunks), header_length=len(header))
+
+
+def _dumps(value: Any) -> str:
+    # allow_nan=False: a non-finite number must never become an invalid JSON literal.
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _json_data(array: np.ndarray) -> str:
+    """A tensor's elements as a flat JSON array. Numbers go through orjson, which writes each
+    float in the fewest digits that read back as the same value of its own precision (a FP32
+    0.1 is ``0.1``, not the ``0.10000000149011612`` of its float64 repr) at ~100x the speed of
+    json.dumps on 384 floats (measured: 6.5 vs 590 us); callers have checked it is finite."""
+    if array.dtype.kind in "biuf":
+        flat = np.ascontiguousarray(array.reshape(-1))
+        if flat.dtype.byteorder not in "=|":
+            flat = flat.astype(flat.dtype.newbyteorder("="))
+        return orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
+    return _dumps([_as_text(element) for element in array.reshape(-1)])
 
 
 def require_finite_output(name: str, array: np.ndarray) -> None:
@@ -416,12 +423,6 @@ def require_finite_output(name: str, array: np.ndarray) -> None:
         "which JSON cannot carry; request binary outputs (parameters.binary_data_output = true) "
         "to receive the raw values"
     )
-
-
-def _to_json_list(array: np.ndarray) -> list[Any]:
-    if array.dtype.kind in ("O", "U", "S"):
-        return [_as_text(element) for element in array.ravel()]
-    return array.ravel().tolist()
 
 
 def _as_text(element: Any) -> str:

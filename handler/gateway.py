@@ -9,13 +9,15 @@ stage and the OpenAPI docs link back under the stage.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 from typing import Any
 
 from mangum import Mangum
 from mangum.handlers import alb, api_gateway
 from mangum.handlers.api_gateway import APIGateway, HTTPGateway
-from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, Scope
+from mangum.protocols import HTTPCycle
+from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, LambdaHandler, Scope
 
 
 def _server_and_port(headers: dict[str, Any]) -> tuple[str, int]:
@@ -50,7 +52,9 @@ def _stage_prefix(event: LambdaEvent) -> str:
 class StagedHTTPGateway(HTTPGateway):
     """API Gateway HTTP API (payload 1.0 and 2.0) and Lambda Function URLs."""
 
-    @property
+    # Mangum reads the scope twice per request (the ASGI call, then the result's format):
+    # build it once.
+    @functools.cached_property
     def scope(self) -> Scope:
         scope = super().scope
         prefix = _stage_prefix(self.event)
@@ -65,7 +69,7 @@ class StagedHTTPGateway(HTTPGateway):
 class StagedAPIGateway(APIGateway):
     """API Gateway REST API (payload 1.0): the path is already stage-free."""
 
-    @property
+    @functools.cached_property
     def scope(self) -> Scope:
         scope = super().scope
         scope["root_path"] = _stage_prefix(self.event)
@@ -89,20 +93,28 @@ class SlimserveMangum(Mangum):
         if not isinstance(event, dict):
             return _error_result(400, f"event must be a JSON object, got {type(event).__name__}")
         try:
-            event_kind = type(self.infer(event, context)).__name__
+            handler = self.infer(event, context)
         except RuntimeError:
             return _error_result(
                 400,
                 "unsupported event: expected an API Gateway (REST or HTTP API), Lambda Function URL "
                 "or ALB request event",
             )
+        event_kind = type(handler).__name__
         try:
-            return super().__call__(event, context)
+            return self._serve(handler, event, context)
         except binascii.Error:
             return _error_result(400, "request body is marked isBase64Encoded but is not valid base64")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             # Mangum reads required fields straight from the event; a truncated event lands here.
             return _error_result(400, f"malformed {event_kind} event: {exc!r}")
+
+    def _serve(self, handler: LambdaHandler, event: LambdaEvent, context: LambdaContext) -> dict[str, Any]:
+        if self.lifespan != "off":
+            return super().__call__(event, context)
+        # Mangum.__call__ with lifespan="off", on the handler already inferred (Mangum would
+        # infer it again): one HTTP cycle through the app, the result in the event's format.
+        return handler(HTTPCycle(handler.scope, handler.body)(self.app))
 
 
 def make_lambda_handler(app: Any) -> SlimserveMangum:

@@ -2,7 +2,9 @@
 
 It is written by the build beside the model (``manifest.json``), read by the handler at
 import, and read by the CDK app. Fields are only ever added, never renamed; ``schema``
-says which shape a file has. Keep this module dependency-light: the handler imports it.
+says which shape a file has. This is the one schema: the build validates with it and stamps the
+file (``validated_sha256``); the handler reads a stamped file without pydantic
+(handler/manifest_file.py) and validates with this module only a file without an intact stamp.
 """
 
 from __future__ import annotations
@@ -13,8 +15,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-MANIFEST_SCHEMA = 1
-MANIFEST_FILE = "manifest.json"
+from slimserve.handler.manifest_file import (
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    STAMP_FIELD,
+    ManifestError,
+    read_manifest_json,
+    stamp_of,
+)
+
+# MANIFEST_FILE, MANIFEST_SCHEMA and ManifestError live with the pydantic-free reader; every room
+# imports them from here, with the schema.
+__all__ = [
+    "MANIFEST_FILE", "MANIFEST_SCHEMA", "Architecture", "Datatype", "Limits", "Manifest", "ManifestError", "ModelFile",
+    "Runtime", "Sizes", "Task", "TensorSpec", "Validation", "load_manifest", "validate_manifest",
+]
 
 # Open Inference Protocol datatypes (KServe v2). BYTES carries strings.
 Datatype = Literal[
@@ -138,32 +153,26 @@ class Manifest(_Strict):
     runtime: Runtime = Field(default_factory=Runtime)
     # Written by the build (build/pipeline/canary.py); absent in manifests of older builds.
     canary: Canary | None = None
+    # sha256 of the canonical JSON of every other field, written by to_json (after validation):
+    # the handler trusts a file whose stamp holds without validating it again.
+    validated_sha256: str | None = None
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
+        document = self.model_dump(mode="json", by_alias=True)
+        document[STAMP_FIELD] = stamp_of(document)
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-class ManifestError(Exception):
-    """The manifest is missing or does not match the schema."""
-
-
-def load_manifest(path: Path) -> Manifest:
-    """Read and validate ``manifest.json``; every failure is a ManifestError with the path."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ManifestError(f"manifest not found: {path}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest is not valid JSON: {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ManifestError(f"manifest must be a JSON object: {path}")
-    if raw.get("schema") != MANIFEST_SCHEMA:
-        raise ManifestError(
-            f"manifest schema {raw.get('schema')!r} is not supported (expected {MANIFEST_SCHEMA}): {path}"
-        )
+def validate_manifest(raw: dict[str, Any], path: Path) -> Manifest:
+    """The schema's verdict on a manifest's JSON object; a ManifestError names the path."""
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise ManifestError(f"manifest is invalid: {path}: {exc}") from exc
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate ``manifest.json``; every failure is a ManifestError with the path."""
+    return validate_manifest(read_manifest_json(path), path)

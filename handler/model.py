@@ -8,24 +8,19 @@ created with explicit thread counts. Anything wrong is a ModelLoadError with a c
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
 from slimserve.handler.errors import InferenceError, ModelLoadError
-from slimserve.handler.manifest import (
-    MANIFEST_FILE,
-    Manifest,
-    ManifestError,
-    TensorSpec,
-    load_manifest,
-)
+from slimserve.handler.manifest_file import MANIFEST_FILE, ManifestError, load_manifest_view
 
 if TYPE_CHECKING:
+    # The handler serves from a ManifestView of the validated JSON: the schema's field names,
+    # without importing pydantic (handler/manifest_file.py).
+    from slimserve.handler.manifest import Manifest, TensorSpec
     from slimserve.handler.settings import Settings
 
 
@@ -50,8 +45,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
-@dataclass(frozen=True)
-class LoadedModel:
+class LoadedModel(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     manifest: Manifest
     session: ort.InferenceSession
     model_path: Path
@@ -84,6 +78,8 @@ def fetch_from_s3(settings: "Settings") -> Path | None:
     on Lambda) and verify it against the pinned sha256; None when the model is in the zip."""
     if settings.model_s3 is None:
         return None
+    import tempfile  # with shutil and random behind it: ~10 ms a zip-packaged model never needs
+
     from slimserve.handler.s3_model import S3ModelError, fetch_model
 
     store = settings.model_s3
@@ -101,7 +97,7 @@ def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | Non
     verified against the same pinned hash.
     """
     try:
-        manifest = load_manifest(model_dir / MANIFEST_FILE)
+        manifest = load_manifest_view(model_dir / MANIFEST_FILE)
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from exc
     for name, pinned in manifest.files.items():

@@ -1,9 +1,15 @@
 """Structured logs and metrics with Powertools for AWS Lambda.
 
-Logs are JSON with the gateway's request id as correlation id and Lambda's cold-start flag;
-metrics go out in CloudWatch Embedded Metric Format (no API calls, just a log line): request
-latency, client and server errors, request payload size, and the cold start. Instrumentation
-wraps the Lambda handler (not the ASGI app), so nothing accumulates when the app runs elsewhere.
+Every invocation leaves one CloudWatch Embedded Metric Format record (no API calls, just a log
+line): request latency, client and server errors, request payload size and the cold start as
+metrics, and the request's status, path, latency and gateway request id as metadata, so each
+request stays searchable in CloudWatch Logs Insights. The JSON log line (gateway request id as
+correlation id, Lambda's cold-start flag) is written for every 4xx and 5xx; a successful
+request's line is a DEBUG record, which Powertools' own sampling turns on for a share of
+invocations (``POWERTOOLS_LOGGER_SAMPLE_RATE``) and ``SLIMSERVE_LOG_LEVEL=DEBUG`` for all: the
+second line per request cost more than the EMF record (measured in build/bench/warm.py).
+Instrumentation wraps the Lambda handler (not the ASGI app), so nothing accumulates when the app
+runs elsewhere.
 """
 
 from __future__ import annotations
@@ -38,11 +44,20 @@ def _payload_bytes(event: Any) -> int:
     if not isinstance(body, str):
         return 0
     # base64 inflates by 4/3; report what the client sent.
-    return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body) if body.isascii() else len(body.encode("utf-8"))
+
+
+def _request_id(event: Any) -> str | None:
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    value = context.get("requestId") if isinstance(context, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def instrument(handler: LambdaHandler, *, logger: Logger, metrics: Metrics) -> LambdaHandler:
-    """One JSON log line and one EMF record per invocation, around ``handler``."""
+    """One EMF record per invocation around ``handler``, and a JSON log line for every 4xx/5xx
+    (for successes a DEBUG one: sampled by Powertools, see the module's docstring)."""
 
     def observed(event: Any, context: Any) -> dict[str, Any]:
         started = time.perf_counter()
@@ -53,12 +68,14 @@ def instrument(handler: LambdaHandler, *, logger: Logger, metrics: Metrics) -> L
         metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=_payload_bytes(event))
         metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1 if 400 <= status < 500 else 0)
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1 if status >= 500 else 0)
-        logger.info(
-            "request",
-            status=status,
-            latency_ms=round(elapsed_ms, 3),
-            path=(event.get("rawPath") or event.get("path")) if isinstance(event, dict) else None,
-        )
+        path = (event.get("rawPath") or event.get("path")) if isinstance(event, dict) else None
+        latency_ms = round(elapsed_ms, 3)
+        metrics.add_metadata(key="status", value=status)
+        metrics.add_metadata(key="path", value=path)
+        metrics.add_metadata(key="latency_ms", value=latency_ms)
+        metrics.add_metadata(key="request_id", value=_request_id(event))
+        write = logger.info if status >= 400 or status == 0 else logger.debug
+        write("request", status=status, latency_ms=latency_ms, path=path)
         return result
 
     with_logs = logger.inject_lambda_context(observed, correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

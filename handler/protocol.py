@@ -1,8 +1,11 @@
 """Open Inference Protocol (KServe v2) request and response shapes.
 
-These pydantic models validate what arrives and document the API (they feed the committed
-openapi.json). Tensor data stays ``list[Any]`` here: numeric conversion and shape checks are
-done with numpy in codec.py, which is much faster than per-element pydantic validation.
+These pydantic models are the request schema and document the API (they feed the committed
+openapi.json). The handler does not import them on the way a valid request takes:
+handler/messages.py checks requests against the same rules and hands anything it cannot vouch
+for to these models, for their verdict and the words of every 422. Tensor data stays
+``list[Any]`` here: numeric conversion and shape checks are done with numpy in codec.py, which
+is much faster than per-element pydantic validation.
 """
 
 from __future__ import annotations

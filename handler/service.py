@@ -7,10 +7,7 @@ Every method either returns a JSON-able value / bytes or raises a SlimserveError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from slimserve.handler import __version__
 from slimserve.handler.codec import (
@@ -18,22 +15,27 @@ from slimserve.handler.codec import (
     decode_inference_request,
     decode_request,
     encode_response,
-    format_validation_error,
     parse_json_object,
     require_finite_output,
 )
-from slimserve.handler.errors import BadRequest, NotFound, Unprocessable, clip
-from slimserve.handler.manifest import TensorSpec
+from slimserve.handler.errors import BadRequest, NotFound, clip
+from slimserve.handler.messages import (
+    InferenceRequest,
+    PredictRequest,
+    parse_predict_request,
+    single_input_request,
+)
 from slimserve.handler.model import LoadedModel
-from slimserve.handler.protocol import InferenceRequest, PredictRequest, RequestInput
 from slimserve.handler.tasks import TaskAdapter, adapter_for
+
+if TYPE_CHECKING:
+    from slimserve.handler.manifest import TensorSpec
 
 SERVER_NAME = "slimserve"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-@dataclass(frozen=True)
-class InferReply:
+class InferReply(NamedTuple):  # a NamedTuple: cheap to define at cold start (messages.py)
     body: bytes
     header_length: int | None  # binary tensors follow the JSON header when set
 
@@ -45,9 +47,9 @@ class InferenceService:
         self.task = adapter or adapter_for(model)
         self.limits = self.manifest.runtime.limits
         self.output_names = [spec.name for spec in self.manifest.outputs]
-        tensors = lambda specs: [spec.model_dump(include={"name", "datatype", "shape"}) for spec in specs]  # noqa: E731
+        tensors = lambda specs: [{"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)} for spec in specs]  # noqa: E731
         # The request limits, so a client can read them before it is refused by one.
-        parameters: dict[str, Any] = {"task": self.manifest.task, "limits": self.limits.model_dump()}
+        parameters: dict[str, Any] = {"task": self.manifest.task, "limits": dict(self.limits)}
         if self.manifest.labels:
             parameters["labels"] = self.manifest.labels
         self._metadata = {
@@ -83,7 +85,11 @@ class InferenceService:
     # ------------------------------------------------------------------ inference
 
     def warm_up(self) -> None:
-        """One inference on a minimal input (batch 1, free dimensions 1): primes the session."""
+        """One inference on a minimal input (batch 1, free dimensions 1): primes the session.
+        Nothing to do for an adapter that already ran one when it loaded (``primed``: the
+        embedding task checks its model that way): a second costs cold start and adds nothing."""
+        if getattr(self.task, "primed", False):
+            return
         import numpy as np
 
         from slimserve.handler.datatypes import V2_TO_NUMPY
@@ -124,11 +130,7 @@ class InferenceService:
         return InferReply(encoded.body, encoded.header_length)
 
     def predict(self, body: bytes) -> dict[str, Any]:
-        raw = parse_json_object(body)
-        try:
-            plain = PredictRequest.model_validate(raw)
-        except ValidationError as exc:
-            raise Unprocessable(format_validation_error(exc, "predict request")) from None
+        plain = parse_predict_request(parse_json_object(body))
         request = _as_inference_request(plain, self.manifest.inputs)
         decoded = decode_inference_request(request, specs=self.manifest.inputs, limits=self.limits)
         produced = self._produce(decoded)
@@ -169,11 +171,7 @@ def _as_inference_request(plain: PredictRequest, specs: list[TensorSpec]) -> Inf
             "use POST /v2/models/{name}/infer"
         )
     spec = specs[0]
-    try:
-        item = RequestInput(name=spec.name, shape=_nested_shape(plain.instances), datatype=spec.datatype, data=plain.instances)
-    except ValidationError:
-        raise BadRequest("instances are nested deeper than 32 levels") from None
-    return InferenceRequest(inputs=[item], parameters=plain.parameters)
+    return single_input_request(spec.name, spec.datatype, _nested_shape(plain.instances), plain.instances, plain.parameters)
 
 
 def _predictions(produced: dict[str, Any], task: str, output_names: list[str]) -> list[dict[str, Any]]:

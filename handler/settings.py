@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from slimserve.handler.constants import (
     ENV_LOG_LEVEL,
@@ -45,8 +45,7 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class S3Model:
+class S3Model(NamedTuple):  # NamedTuples: cheap to define at cold start (messages.py)
     """Where the model lives when the stack keeps it in S3 (package = "s3")."""
 
     bucket: str
@@ -55,8 +54,7 @@ class S3Model:
     version_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     model_dir: Path
     # onnxruntime on Lambda must get explicit thread counts: with 0 ("all cores") it tries to
     # pin threads and fails with "pthread_setaffinity_np failed".

@@ -131,7 +131,7 @@ def test_the_graph_sees_slimserve_imports() -> None:
     graph = import_graph()
     assert len(graph) > 50
     assert "slimserve.build.errors" in graph["slimserve.build.gate.evaluate"]
-    assert "slimserve.handler.manifest" in graph["slimserve.handler.model"]
+    assert "slimserve.handler.manifest_file" in graph["slimserve.handler.model"]
 
 
 def test_find_cycle_names_the_cycle() -> None:

@@ -109,8 +109,6 @@ def measure_handler_overhead(
     """Per request: the handler path's time minus the time its own session.run took (median of
     those paired differences), plus the difference of medians against a bare session.run on the
     same input, and a breakdown (service.infer without Mangum; tokenization for text models)."""
-    import dataclasses
-
     from slimserve.handler.app import create_app
     from slimserve.handler.gateway import make_lambda_handler
     from slimserve.handler.model import load_model
@@ -120,7 +118,7 @@ def measure_handler_overhead(
     loaded = load_model(example.dist, intra_op_threads=threads)
     session = loaded.session
     timed = _TimedSession(session)
-    model = dataclasses.replace(loaded, session=timed)
+    model = loaded._replace(session=timed)
     app = create_app(model)
     mangum = make_lambda_handler(app)
     with redirect_stdout(_devnull()):

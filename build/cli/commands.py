@@ -45,6 +45,8 @@ def build(
         overrides["compression.method"] = method
     result = run_build(folder, out=out_dir, overrides=overrides, precompile_bytecode=not no_precompile)
     err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
+    style = "yellow" if result.verdict_holds_only_here else "dim"
+    err.print(f"[{style}]{escape(result.verdict_scope)}[/{style}]", highlight=False, soft_wrap=True)
 
 
 def _emulation_inputs(stack: StackArgs, template: Optional[Path], no_template: bool) -> dict[str, object]:

@@ -220,6 +220,14 @@ class ValidationConfig(_Section):
     min_cosine: float = Field(0.95, ge=-1.0, le=1.0)
     mean_cosine: float = Field(0.99, ge=-1.0, le=1.0)
     batch_size: int = Field(32, ge=1, le=4096)
+    # Margins beyond the held-out sample (build/gate/margin.py), always reported at 95 %; set a
+    # value to require it. Cosine: the bootstrap lower bound on the cosine_quantile of per-text
+    # cosine (default the 1st percentile; the minimum's bootstrap bound is the minimum itself).
+    cosine_quantile: float = Field(0.01, gt=0.0, le=0.5)
+    cosine_lower_bound: float | None = Field(None, ge=-1.0, le=1.0)
+    # Classification: exact binomial lower bounds on the candidate's accuracy and agreement.
+    accuracy_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
+    agreement_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class RuntimeConfig(_Section):

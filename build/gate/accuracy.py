@@ -39,7 +39,9 @@ class AccuracyEvaluator:
         validation = self.config.validation
         candidate_out = batched(onnx_predictor(candidate), self.inputs, validation.batch_size)
         result = classification_gate(
-            self.reference_out, candidate_out, self.labels, validation.tolerance, validation.min_agreement
+            self.reference_out, candidate_out, self.labels, validation.tolerance, validation.min_agreement,
+            accuracy_lower_bound=validation.accuracy_lower_bound,
+            agreement_lower_bound=validation.agreement_lower_bound,
         )
         if self.export_max_abs_diff is not None:
             result.extra["export_max_abs_diff"] = self.export_max_abs_diff

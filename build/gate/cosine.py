@@ -116,6 +116,8 @@ class CosineEvaluator:
             mean_cosine=validation.mean_cosine,
             extra_runs={name: (self.reference_vectors, vectors) for name, vectors in others},
             label=label,
+            quantile=validation.cosine_quantile,
+            quantile_lower_bound=validation.cosine_lower_bound,
         )
         result.extra["max_tokens"] = self.max_tokens
         result.extra["truncated_texts"] = int(self.truncated)

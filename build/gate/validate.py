@@ -13,7 +13,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from slimserve.build.gate.margin import (
+    BoundSettings,
+    binomial_lower_bound,
+    binomial_upper_bound,
+    bootstrap_quantile_lower_bound,
+)
+
 Predictor = Callable[[dict[str, np.ndarray]], np.ndarray]
+# The low quantile of per-text cosine whose bootstrap lower bound is reported (margin.py says
+# why not the minimum): the 1st percentile, i.e. the score 99 % of texts like these exceed.
+DEFAULT_COSINE_QUANTILE = 0.01
 
 
 @dataclass(frozen=True)
@@ -130,25 +140,49 @@ def classification_gate(
     labels: np.ndarray,
     tolerance: float,
     min_agreement: float | None = None,
+    *,
+    accuracy_lower_bound: float | None = None,
+    agreement_lower_bound: float | None = None,
+    bounds: BoundSettings = BoundSettings(),
 ) -> GateResult:
-    """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
+    """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point).
+
+    Also reported: exact binomial lower bounds (``bounds.confidence``) on the candidate's
+    accuracy and on its top-1 agreement with the original, i.e. what they are worth for samples
+    beyond the held-out set; ``accuracy_lower_bound`` / ``agreement_lower_bound`` make them checks."""
     reference_pred = reference_logits.argmax(axis=-1)
     candidate_pred = candidate_logits.argmax(axis=-1)
+    samples = int(len(labels))
+    correct = int((candidate_pred == labels).sum())
+    agreeing = int((reference_pred == candidate_pred).sum())
     reference_accuracy = float((reference_pred == labels).mean())
-    candidate_accuracy = float((candidate_pred == labels).mean())
-    agreement = float((reference_pred == candidate_pred).mean())
+    candidate_accuracy = correct / samples
+    agreement = agreeing / samples
     max_abs = float(np.max(np.abs(reference_logits.astype(np.float64) - candidate_logits)))
+    accuracy_bound = binomial_lower_bound(correct, samples, bounds.confidence)
+    agreement_bound = binomial_lower_bound(agreeing, samples, bounds.confidence)
     checks = [GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")]
     if min_agreement is not None:
         checks.append(GateCheck("top-1 agreement", agreement, min_agreement, ">="))
+    level = f"{bounds.confidence:.0%}"
+    if accuracy_lower_bound is not None:
+        checks.append(GateCheck(f"accuracy, {level} lower bound", accuracy_bound, accuracy_lower_bound, ">="))
+    if agreement_lower_bound is not None:
+        checks.append(GateCheck(f"top-1 agreement, {level} lower bound", agreement_bound, agreement_lower_bound, ">="))
     return GateResult(
         metric="accuracy",
         reference=reference_accuracy,
         candidate=candidate_accuracy,
         tolerance=tolerance,
-        samples=int(len(labels)),
+        samples=samples,
         checks=checks,
-        extra={"top1_agreement": agreement, "max_abs_logit_diff": max_abs},
+        extra={
+            "top1_agreement": agreement,
+            "max_abs_logit_diff": max_abs,
+            "accuracy_lower_bound": accuracy_bound,
+            "agreement_lower_bound": agreement_bound,
+            "bounds": bounds.describe(),
+        },
     )
 
 
@@ -175,9 +209,17 @@ class CosineGateResult(GateResult):
     """A cosine gate's verdict; its explanation names the embedding knobs, not ``tolerance``."""
 
     def explain(self) -> str:
+        bound = self.extra.get("bounds", {})
+        tail = f"p{100 * bound.get('quantile', DEFAULT_COSINE_QUANTILE):g}"
+        level = f"{bound.get('confidence', 0.95):.0%}"
         runs = "; ".join(
             f"{label}: min {self.extra[f'min_cosine_{key}']:.4f}, mean {self.extra[f'mean_cosine_{key}']:.4f}, "
             f"nearest-neighbour agreement {self.extra[f'nn_agreement_{key}']:.1%}"
+            + (
+                f", {tail} >= {self.extra[f'quantile_cosine_lower_{key}']:.4f} ({level} lower bound)"
+                if f"quantile_cosine_lower_{key}" in self.extra
+                else ""
+            )
             for label, key in ((label, label.replace(" ", "_")) for label in self.extra.get("runs", []))
         )
         if self.passed:
@@ -200,15 +242,24 @@ def cosine_gate(
     mean_cosine: float,
     extra_runs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     label: str = "single",
+    quantile: float = DEFAULT_COSINE_QUANTILE,
+    quantile_lower_bound: float | None = None,
+    bounds: BoundSettings = BoundSettings(),
 ) -> GateResult:
     """Embeddings: per-sample cosine between original and compressed vectors, gated on its
     minimum and mean; nearest-neighbour agreement (does each sample's closest other sample stay
     the same?) is reported. ``extra_runs`` adds the same checks for other evaluation modes
     (e.g. ``{"batch 32": (reference, padded_batch_vectors)}``) under their name; ``label``
-    names the main run."""
+    names the main run.
+
+    The margin, per run: the ``quantile`` of per-sample cosine and its bootstrap lower bound
+    (margin.py: a bound on the minimum would be the minimum itself), a check when
+    ``quantile_lower_bound`` is set; and an exact upper bound on the share of samples like these
+    that fall below ``min_cosine``."""
     runs = {label: (reference, candidate), **(extra_runs or {})}
     checks: list[GateCheck] = []
-    extra: dict[str, Any] = {"runs": list(runs)}
+    extra: dict[str, Any] = {"runs": list(runs), "bounds": {**bounds.describe(), "quantile": quantile}}
+    tail = f"p{100 * quantile:g}"
     all_cos = []
     for name, (ref, cand) in runs.items():
         if ref.shape != cand.shape:
@@ -222,6 +273,14 @@ def cosine_gate(
         extra[f"min_cosine_{key}"] = float(cos.min())
         extra[f"mean_cosine_{key}"] = float(cos.mean())
         extra[f"nn_agreement_{key}"] = nearest_neighbour_agreement(ref, cand)
+        lower = bootstrap_quantile_lower_bound(cos, quantile, bounds)
+        extra[f"quantile_cosine_{key}"] = float(np.quantile(cos, quantile))
+        extra[f"quantile_cosine_lower_{key}"] = lower
+        extra[f"below_min_cosine_upper_{key}"] = binomial_upper_bound(int((cos < min_cosine).sum()), len(cos), bounds.confidence)
+        if quantile_lower_bound is not None:
+            checks.append(
+                GateCheck(f"cosine {tail}, {bounds.confidence:.0%} lower bound{suffix}", lower, quantile_lower_bound, ">=")
+            )
     mean_all = float(np.concatenate(all_cos).mean())
     return CosineGateResult(
         metric="cosine",

@@ -34,7 +34,7 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # What the handler imports, by task. Versions are pinned to what this build environment runs,
 # so the zip holds exactly the versions the tests exercised.
 # FastAPI is not among them: it declares the API at build time only (see handler/app.py).
-_BASE_REQUIREMENTS = ["onnxruntime", "numpy", "mangum", "pydantic", "aws-lambda-powertools"]
+_BASE_REQUIREMENTS = ["onnxruntime", "numpy", "orjson", "mangum", "pydantic", "aws-lambda-powertools"]
 _TASK_REQUIREMENTS = {"embedding": ["tokenizers"]}
 # Installed without their dependencies: tokenizers declares huggingface_hub (and through it
 # httpx, yaml, tqdm, ...) for downloading from the hub, which the handler never does: 10 MB zipped.

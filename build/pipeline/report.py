@@ -24,6 +24,7 @@ def write_report(
     bundle: dict[str, Any] | None,
     timings: dict[str, float],
     plot: str | None,
+    verdict_scope: str | None = None,
 ) -> Path:
     verdict = "PASSED" if gate.passed else "FAILED"
     lines = [
@@ -44,6 +45,15 @@ def write_report(
     for key, value in gate.extra.items():
         if isinstance(value, float):
             lines.append(f"| {key} | | {value:.6g} |")
+    bounds = gate.extra.get("bounds")
+    if bounds:
+        lines += ["", _bounds_note(bounds)]
+    if verdict_scope:
+        lines += ["", "## Where the verdict holds", "", verdict_scope]
+        machine = gate.extra.get("gate_machine")
+        if machine:
+            flags = ", ".join(machine["int8_flags"]) or "none"
+            lines += ["", f"Gate host: {machine['cpu']} ({machine['machine']}); int8-relevant instruction sets: {flags}."]
     lines += ["", "## Sizes", "", "| artefact | size |", "|---|---|"]
     for key, value in sizes.items():
         lines.append(f"| {key} | {_mb(value)} |")
@@ -64,6 +74,22 @@ def write_report(
         lines += ["", f"![sizes and accuracy]({plot})"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _bounds_note(bounds: dict[str, Any]) -> str:
+    """How the *_lower_bound / *_upper_* metrics above were computed."""
+    level = f"{bounds['confidence']:.0%}"
+    parts = [f"Margins are one-sided {level} bounds for samples beyond the held-out set:"]
+    if "quantile" in bounds:
+        parts.append(
+            f"quantile_cosine_lower_* is a bootstrap lower bound ({bounds['bootstrap_resamples']} resamples, seed "
+            f"{bounds['bootstrap_seed']}) on the {bounds['quantile']:g} quantile of per-text cosine (a bound on the "
+            "minimum would be the observed minimum itself); below_min_cosine_upper_* bounds the share of texts "
+            "below validation.min_cosine (exact binomial)."
+        )
+    else:
+        parts.append("accuracy_lower_bound and agreement_lower_bound are exact binomial (Clopper-Pearson) bounds.")
+    return " ".join(parts)
 
 
 def write_plot(path: Path, *, name: str, gate: GateResult, sizes: dict[str, int]) -> Path:

@@ -15,6 +15,7 @@ from slimserve.build.compression.stage import compress_and_gate, prepare_source
 from slimserve.build.config import BuildConfig, load_config
 from slimserve.build.errors import ConfigError, GateFailed
 from slimserve.build.gate.evaluate import evaluator_for
+from slimserve.build.gate.portability import gate_machine, integer_portability, verdict_scope
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
@@ -44,6 +45,9 @@ class BuildResult:
     manifest: Manifest
     gate: GateResult
     bundle: BundleReport | None
+    # Where the gate's verdict holds (every host of the architecture, or this instruction set only).
+    verdict_scope: str = ""
+    verdict_holds_only_here: bool = False
 
 
 def default_out(config: BuildConfig) -> Path:
@@ -120,6 +124,13 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     compressed_path, gate = outcome.path, outcome.gate
     applied = {**outcome.applied, **model_changes}
     outcome.sections[:0] = model_sections
+    # The verdict is a measurement on this CPU: record which, and whether it transfers.
+    machine = gate_machine()
+    portability = integer_portability(compressed_path, config.runtime.architecture)
+    gate.extra["gate_machine"] = machine
+    gate.extra["int8_portability"] = portability.to_dict()
+    scope = verdict_scope(portability, machine)
+    steps.log(scope)
 
     sizes = {"reference_bytes": fp32_path.stat().st_size, "model_bytes": compressed_path.stat().st_size}
     settings = {
@@ -133,7 +144,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
         write_report(
             out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
-            settings=settings, bundle=None, timings=steps.timings, plot=plot.name,
+            settings=settings, bundle=None, timings=steps.timings, plot=plot.name, verdict_scope=scope,
         )
         outcome.append_to_report(out / REPORT_FILE)
         raise outcome.failure or GateFailed(gate)
@@ -193,7 +204,10 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
     write_report(
         out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied, settings=settings,
-        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name,
+        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name, verdict_scope=scope,
     )
     outcome.append_to_report(out / REPORT_FILE)
-    return BuildResult(out=out, manifest=manifest, gate=gate, bundle=bundle)
+    return BuildResult(
+        out=out, manifest=manifest, gate=gate, bundle=bundle,
+        verdict_scope=scope, verdict_holds_only_here=portability.holds_only_here(),
+    )

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from slimserve.handler.errors import BadRequest, ModelLoadError
-from slimserve.handler.manifest import Limits
 from slimserve.handler.model import LoadedModel
+
+if TYPE_CHECKING:
+    from slimserve.handler.manifest import Limits
 
 # What a tokenizer can feed a model; an embedding model takes a subset (input_ids required).
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -152,6 +154,8 @@ class EmbeddingTask:
         self.tokenizer = load_tokenizer(path, self.max_tokens)
         self.feeds = TokenFeeds.for_session(self.tokenizer, model.session)
         self.dim = self._warm_up(manifest.outputs[0].shape[1])
+        # That warm-up was the session's first run: the service need not prime it again.
+        self.primed = True
 
     def _warm_up(self, declared_dim: int) -> int:
         """Run once at load: proves the model answers (an empty text included) and learns the

@@ -138,13 +138,17 @@ def test_build_success_exits_0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     class Built:
         out = tmp_path / "dist" / "toy"
         gate = Gate()
+        verdict_scope = "The gate's verdict holds on every x86_64 host: the int8 kernels cannot saturate."
+        verdict_holds_only_here = False
 
     calls = replace(monkeypatch, "slimserve.build.pipeline.run.run_build", lambda *a, **k: Built())
     result = run("build", tmp_path, "--tolerance", "0.02", "--method", "fp16", "--no-precompile")
     assert result.exit_code == 0
     assert calls[0]["overrides"] == {"validation.tolerance": 0.02, "compression.method": "fp16"}
     assert calls[0]["precompile_bytecode"] is False
-    assert " ".join(result.stderr.split()) == f"built {Built.out} (accuracy gate passed on 360 held-out samples)"
+    assert " ".join(result.stderr.split()) == (
+        f"built {Built.out} (accuracy gate passed on 360 held-out samples) {Built.verdict_scope}"
+    )
 
 
 def test_debug_shows_the_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -439,3 +443,17 @@ def test_deploy_table_in_an_example_makes_synth_a_rest_api_with_keys(
     assert {"AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey"} <= types
     methods = [r["Properties"] for r in resources if r["Type"] == "AWS::ApiGateway::Method"]
     assert methods and all(m["ApiKeyRequired"] for m in methods if m["HttpMethod"] != "OPTIONS")
+
+
+def test_build_says_where_its_verdict_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import slimserve.build.pipeline.run as pipeline
+    from slimserve.build.gate.validate import GateCheck, GateResult
+
+    gate = GateResult("accuracy", 0.97, 0.97, 0.01, 360, [GateCheck("accuracy loss", 0.0, 0.01, "<=")])
+    scope = "The gate's verdict holds only for the instruction set it ran on: Some CPU (avx2)."
+    built = pipeline.BuildResult(tmp_path, None, gate, None, verdict_scope=scope, verdict_holds_only_here=True)  # type: ignore[arg-type]
+    monkeypatch.setattr(pipeline, "run_build", lambda *args, **kwargs: built)
+    result = run("build", tmp_path)
+    assert result.exit_code == 0
+    assert "accuracy gate passed on 360 held-out samples" in result.output
+    assert scope in " ".join(result.output.split())

@@ -56,6 +56,8 @@ def test_invalid_toml(tmp_path: Path) -> None:
         (("[validation]", '[compression]\nmethod = "int3"\n[validation]'), "  compression.method: Input should be 'none', 'dynamic-int8', 'static-int8' or 'fp16'"),
         (('datatype = "FP32", shape = [-1, 4]', 'datatype = "FLOAT", shape = [-1, 4]'), "  export.inputs.0.datatype: Input should be"),
         (("data = ", "tolerance = 2.0\ndata = "), "  validation.tolerance: Input should be less than or equal to 1"),
+        (("data = ", "cosine_quantile = 0.0\ndata = "), "  validation.cosine_quantile: Input should be greater than 0"),
+        (("data = ", "agreement_lower_bound = 1.5\ndata = "), "  validation.agreement_lower_bound: Input should be less than or equal to 1"),
     ],
 )
 def test_exact_messages(tmp_path: Path, change: tuple[str, str], message: str) -> None:
