@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,32 @@ def test_predict_limits_keep_their_message() -> None:
         messages.single_input_request("x", "FP32", [1] * 33, [], None)
     request = messages.single_input_request("x", "FP32", [1, 2], [[1, 2]], {"top_k": 2})
     assert request.inputs[0].shape == [1, 2] and request.parameters == {"top_k": 2}
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["id", "model_name", "model_version", "input name", "output name", "parameter key"],
+)
+def test_a_string_that_is_not_unicode_is_left_to_the_schema(field: str) -> None:
+    """JSON's lone "\\ud800" escape decodes to a str pydantic refuses: the quick check must not
+    vouch for it (random documents seldom reach this: every other field must be valid)."""
+    lone = "\ud800"
+    raw: dict[str, Any] = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    if field == "input name":
+        raw["inputs"][0]["name"] = lone
+    elif field == "output name":
+        raw["outputs"] = [{"name": lone}]
+    elif field == "parameter key":
+        raw["parameters"] = {lone: 1}
+    else:
+        raw[field] = lone
+    assert _quick(raw, messages._quick_inference) is None
+    # ...so the handler's answer is the schema's (pydantic refuses names and ids, keeps the rest).
+    try:
+        protocol.InferenceRequest.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        with pytest.raises(Unprocessable) as caught:
+            messages.parse_inference_request(raw)
+        assert caught.value.message == messages.format_validation_error(exc)
+    else:
+        assert messages.parse_inference_request(raw) is not None
