@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slimserve.build.errors import ConfigError
-from slimserve.handler.manifest import Architecture, Limits, Task, TensorSpec
+from slimserve.handler.manifest import Architecture, ExplainMethod, Limits, Task, TensorSpec
 
 CONFIG_FILE = "slimserve.toml"
 
@@ -223,6 +223,44 @@ class ValidationConfig(_Section):
     min_cosine: float = Field(0.95, ge=-1.0, le=1.0)
     mean_cosine: float = Field(0.99, ge=-1.0, le=1.0)
     batch_size: int = Field(32, ge=1, le=4096)
+    # Refuse a shipped model whose global importance ranks (report.md's "Explanations") correlate
+    # below this with the original's (Spearman); needs [explain]. Off by default.
+    min_explanation_agreement: float | None = Field(None, ge=-1.0, le=1.0)
+
+
+class ExplainConfig(_Section):
+    """[explain]: what POST .../explain offers (docs/explanations.md) and the report's global
+    importance, original vs shipped."""
+
+    enabled: bool = True
+    # Offered methods, the first the default (default: kernel-shap first for tensor inputs,
+    # shapley-sampling first for text).
+    methods: list[ExplainMethod] | None = Field(None, min_length=1)
+    # Coalitions per request (sampled modes): default (tensors 1024, text 256) and maximum.
+    samples: int | None = Field(None, ge=2, le=65536)
+    max_samples: int = Field(8192, ge=2, le=65536)
+    # Held-out rows shipped as the background (stratified by label, fixed seed).
+    background: int = Field(16, ge=1, le=256)
+    # Image inputs: each row reshaped to image_shape (last two axes height, width), attributed
+    # by patch [height, width].
+    image_shape: list[int] | None = Field(None, min_length=2, max_length=4)
+    patch: list[int] | None = Field(None, min_length=2, max_length=2)
+    # Held-out rows (texts) explained for the report's global importance.
+    importance_samples: int = Field(32, ge=2, le=10000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExplainConfig:
+        problems = []
+        if self.samples is not None and self.samples > self.max_samples:
+            problems.append(f"samples: {self.samples} is more than max_samples ({self.max_samples})")
+        if (self.patch is None) != (self.image_shape is None):
+            problems.append("patch: image inputs need both image_shape and patch")
+        if any(size < 1 for size in [*(self.image_shape or []), *(self.patch or [])]):
+            problems.append("image_shape: sizes must be positive")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class RuntimeConfig(_Section):
@@ -254,6 +292,7 @@ class BuildConfig(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     prune: PruneConfig | None = None
     distill: DistillConfig | None = None
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
@@ -281,6 +320,8 @@ class BuildConfig(_Section):
             )
         if self.distill is not None and self.distill.data in (self.validation.data, self.validation.calibration):
             problems.append("distill.data: must not be validation.data or validation.calibration (train on other data)")
+        if self.validation.min_explanation_agreement is not None and not self.explain.enabled:
+            problems.append("validation.min_explanation_agreement: needs explanations (explain.enabled = true)")
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
