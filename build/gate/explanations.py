@@ -8,8 +8,8 @@ whether compression changed the model's reasons.
   rows (texts), for the original model (its fp32 ONNX export) and the shipped one, with the
   handler's own estimators, background, samples and seed; their rank correlation (Spearman) is
   reported, and gated when ``validation.min_explanation_agreement`` is set.
-  Tensor models explain each row's class as the original predicts it (classification: its
-  served score) or element 0 of the first output (raw); embeddings explain each text's cosine
+  Tensor models explain the logit of each row's class as the original predicts it
+  (classification, as the API does by default) or element 0 of the first output (raw); embeddings explain each text's cosine
   similarity to its own vector, i.e. which tokens carry the vector, per token string.
 """
 
@@ -37,13 +37,14 @@ from slimserve.handler.explain.shapley import (
     shapley_sampling,
 )
 from slimserve.handler.manifest import Explain
-from slimserve.handler.tasks.classification import softmax
 
 BACKGROUND_FILE = "background.npy"
 TENSOR_METHODS = [KERNEL_SHAP, SHAPLEY_SAMPLING, LEAVE_ONE_OUT]
 TEXT_METHODS = [SHAPLEY_SAMPLING, KERNEL_SHAP, LEAVE_ONE_OUT]
 DEFAULT_SAMPLES = {"tensor": 1024, "text": 256}
 TOP_ROWS = 10
+# The report explains held-out texts of at most this many tokens (special tokens included).
+MAX_REPORT_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,13 @@ def plan(config: BuildConfig) -> ExplainPlan:
         patch=settings.patch,
     )
     if kind == "text":
-        from slimserve.build.pipeline.embedding import load_texts
+        from slimserve.build.pipeline.embedding import build_tokenizer, load_texts
 
         texts = load_texts(config, config.validation.data, "validation.data")
-        order = np.random.default_rng(settings.seed).permutation(len(texts))[: settings.importance_samples]
-        return ExplainPlan(spec, None, None, [texts[index] for index in sorted(order)])
+        # Sentences, not paragraphs: a 256-token text costs as much as ~16 short ones per coalition.
+        lengths = [len(encoding.ids) for encoding in build_tokenizer(config).encode_batch(texts)]
+        short = [index for index in np.random.default_rng(settings.seed).permutation(len(texts)) if lengths[index] <= MAX_REPORT_TOKENS]
+        return ExplainPlan(spec, None, None, [texts[index] for index in sorted(short[: settings.importance_samples])])
     spec_in = config.export.inputs[0]
     inputs, labels = load_dataset(config, config.validation.data, "validation.data")
     data = np.asarray(inputs[spec_in.name]).astype(V2_TO_NUMPY[spec_in.datatype])
@@ -137,7 +140,7 @@ class ExplanationReport:
             "## Explanations",
             "",
             f"Global importance: mean |attribution| of {self.explained} over {self.rows} held-out "
-            f"{'texts' if self.kind == 'tokens' else 'rows'} ({self.method}, {self.samples} coalitions{background}, "
+            f"{f'texts of up to {MAX_REPORT_TOKENS} tokens' if self.kind == 'tokens' else 'rows'} ({self.method}, {self.samples} coalitions{background}, "
             f"seed {self.seed}), for the original model (fp32 ONNX) and the shipped one.",
             "",
             f"**Rank correlation (Spearman) between the two: {self.agreement:.4f}** over {len(self.names)} "
@@ -200,12 +203,10 @@ def _tensor_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, 
     assert plan_.background is not None and plan_.rows is not None
     spec, settings = plan_.spec, config.explain
     name = config.export.inputs[0].name
-    use_softmax = config.task == "classification" and bool(config.task_options.get("softmax", True))
     groups = patch_groups(int(np.prod(plan_.rows.shape[1:])), spec.image_shape, spec.patch)
 
     def outputs(session: Any, rows: np.ndarray) -> np.ndarray:
-        out = session.run(None, {name: rows})[0].reshape(len(rows), -1)
-        return softmax(out) if use_softmax else out
+        return session.run(None, {name: rows})[0].reshape(len(rows), -1)
 
     sessions = [onnx_session(original), onnx_session(shipped)]
     # The original's predicted class for classification (element 0 for raw models), for both.
@@ -218,7 +219,7 @@ def _tensor_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, 
             result = _estimate(game.game, spec.methods[0], spec.samples, settings.seed, spec.exact_max_players)
             total += np.abs(game.per_feature(result.values).reshape(row.shape))
     means = [total.reshape(-1) / len(plan_.rows) for total in totals]
-    explained = "each row's predicted-class score" if config.task == "classification" else "output element 0"
+    explained = "each row's predicted-class logit" if config.task == "classification" else "output element 0"
     return ExplanationReport(
         kind="image" if spec.image_shape is not None else "features",
         names=[f"{name}[{index}]" for index in range(means[0].size)],

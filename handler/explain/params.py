@@ -1,5 +1,5 @@
-"""The explain request's ``parameters``: method, samples and seed (``target`` depends on the
-model, see explainer.py). Every bad value is a 400 that says what is accepted."""
+"""The explain request's ``parameters``: method, samples and seed (``target`` and ``output``
+depend on the model, see explainer.py). Every bad value is a 400 that says what is accepted."""
 
 from __future__ import annotations
 
