@@ -56,6 +56,11 @@ def test_invalid_toml(tmp_path: Path) -> None:
         (("[validation]", "[compression]\nbogus = 1\n[validation]"), "  compression.bogus: Extra inputs are not permitted"),
         (('datatype = "FP32", shape = [-1, 4]', 'datatype = "FLOAT", shape = [-1, 4]'), "  export.inputs.0.datatype: Input should be"),
         (("data = ", "tolerance = 2.0\ndata = "), "  validation.tolerance: Input should be less than or equal to 1"),
+        (("[validation]", "[explain]\nsamples = 9000\n[validation]"), "  explain.samples: 9000 is more than max_samples (8192)"),
+        (("[validation]", "[explain]\npatch = [2, 2]\n[validation]"), "  explain.patch: image inputs need both image_shape and patch"),
+        (("[validation]", '[explain]\nmethods = ["lime"]\n[validation]'), "  explain.methods.0: Input should be 'kernel-shap', 'shapley-sampling' or 'leave-one-out'"),
+        (("[validation]", "[explain]\nenabled = false\n[validation]\nmin_explanation_agreement = 0.9"),
+         "  validation.min_explanation_agreement: needs explanations (explain.enabled = true)"),
     ],
 )
 def test_exact_messages(tmp_path: Path, change: tuple[str, str], message: str) -> None:
