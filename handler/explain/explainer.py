@@ -19,7 +19,14 @@ import numpy as np
 
 from slimserve.handler.errors import BadRequest, ModelLoadError, Unprocessable, clip
 from slimserve.handler.explain.budget import CostModel, calibrate, check_budget, remaining_seconds
-from slimserve.handler.explain.games import RowScorer, cosine, patch_groups, tensor_game, token_game
+from slimserve.handler.explain.games import (
+    RowScorer,
+    active_groups,
+    cosine,
+    patch_groups,
+    tensor_game,
+    token_game,
+)
 from slimserve.handler.explain.params import ExplainParameters, parse_parameters
 from slimserve.handler.explain.shapley import (
     KERNEL_SHAP,
@@ -177,7 +184,7 @@ class Explainer:
             )
         score, full, described = self._scorer(parameters, produced)
         row = array[0]
-        players = len(np.unique(self.groups[(self.background.reshape(len(self.background), -1) != row.reshape(-1)).any(axis=0)]))
+        players = len(active_groups(row, self.background, self.groups))
         k = len(self.background)
         rows = planned_coalitions(request.method, players, request.samples, self.spec.exact_max_players) * k
         self._checked(rows, row.size, lambda n: score(np.repeat(row[None], n, axis=0)), request, context, self._advice(request, players))

@@ -59,13 +59,19 @@ class TensorGame:
         return np.where(self.player_of_feature >= 0, shares[np.maximum(self.player_of_feature, 0)], 0.0)
 
 
+def active_groups(row: np.ndarray, background: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The groups (sorted) with a feature that differs from some background row: the players.
+    (np.unique is avoided: it needs numpy.ma, which lambda.zip does not ship.)"""
+    differs = (background.reshape(len(background), -1) != row.reshape(-1)).any(axis=0)
+    return np.flatnonzero(np.bincount(groups[differs], minlength=int(groups.max()) + 1))
+
+
 def tensor_game(row: np.ndarray, background: np.ndarray, groups: np.ndarray, score: RowScorer, full: float) -> TensorGame:
     """``row`` [*row_shape] explained against ``background`` [k, *row_shape]."""
     features = row.size
     flat_row = row.reshape(features)
     flat_background = background.reshape(len(background), features).astype(row.dtype, copy=False)
-    differs = (flat_background != flat_row).any(axis=0)
-    active = np.unique(groups[differs])
+    active = active_groups(flat_row, flat_background, groups)
     player_of_group = np.full(int(groups.max()) + 1, -1, dtype=np.int64)
     player_of_group[active] = np.arange(len(active))
     player_of_feature = player_of_group[groups]

@@ -185,8 +185,16 @@ def shapley_sampling(game: Game, *, samples: int, seed: int) -> Attribution:
     ranks[np.arange(count)[:, None], order_array] = np.arange(players)
     # Prefix k of permutation p: the players ranked below k. Sizes 1 .. players - 1.
     prefixes = ranks[:, None, :] < np.arange(1, players)[None, :, None]
-    unique, inverse = np.unique(prefixes.reshape(-1, players), axis=0, return_inverse=True)
-    values = np.asarray(game.value(unique), dtype=np.float64)[inverse.ravel()].reshape(count, players - 1)
+    # Each distinct coalition is scored once (np.unique would need numpy.ma, not in lambda.zip).
+    rows: list[np.ndarray] = []
+    index: dict[bytes, int] = {}
+    inverse = np.empty(count * (players - 1), dtype=np.int64)
+    for position, mask in enumerate(prefixes.reshape(-1, players)):
+        inverse[position] = index.setdefault(mask.tobytes(), len(rows))
+        if inverse[position] == len(rows):
+            rows.append(mask)
+    unique = np.array(rows)
+    values = np.asarray(game.value(unique), dtype=np.float64)[inverse].reshape(count, players - 1)
     chain = np.concatenate([np.full((count, 1), game.empty), values, np.full((count, 1), game.full)], axis=1)
     marginal = np.diff(chain, axis=1)  # step j adds player order[p, j]
     total = np.zeros(players, dtype=np.float64)
