@@ -2,10 +2,11 @@
 the invocation has left before anything runs, so a request over the budget gets a 400 naming
 the limit instead of a Lambda timeout.
 
-The time per evaluation is measured on this function's own hardware: the first explanation
-times one ``session.run`` of a single row and one of a full chunk, which gives a cost per call
-and a cost per element (row x features, or row x tokens); the model is cached with the explainer
-for the warm life of the execution environment.
+The time per evaluation is measured on this function's own hardware: the first explanation of
+a given input size times ``session.run`` on one row and on batches doubling up to a few
+milliseconds, which gives a cost per call and a cost per element (row x features, or row x
+tokens); the cost model is cached with the explainer for the warm life of the execution
+environment.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from slimserve.handler.explain.games import rows_per_run
 
 # Kept for encoding the response and handing it back to the Lambda runtime.
 RESERVE_S = 1.0
-# Rows of the calibration chunk (capped by what one session.run takes).
-CALIBRATION_ROWS = 128
+# The calibration doubles its batch until one session.run takes this long.
+CALIBRATION_S = 0.005
+# Estimates are stretched by this much: building coalitions, assembling the perturbed inputs
+# and solving for the attributions cost time besides the model.
+SAFETY_FACTOR = 1.5
 
 
 def remaining_seconds(context: Any, timeout_s: float) -> float:
@@ -44,12 +48,14 @@ class CostModel:
 
     def estimate(self, rows: int, row_elements: int) -> float:
         runs = math.ceil(rows / rows_per_run(row_elements))
-        return runs * self.seconds_per_run + rows * row_elements * self.seconds_per_element
+        return SAFETY_FACTOR * (runs * self.seconds_per_run + rows * row_elements * self.seconds_per_element)
 
 
 def calibrate(run_rows: Callable[[int], object], row_elements: int) -> CostModel:
-    """Time ``run_rows(1)`` and ``run_rows(n)`` (best of two each: the first call of a new
-    shape pays for onnxruntime's allocations)."""
+    """Time ``run_rows(n)`` for n = 1, 2, 4, ... until one call takes CALIBRATION_S (or a full
+    chunk): the single row gives the cost per call, the largest the cost per element. The
+    per-element cost of a small batch still carries call overhead, so the estimate errs long.
+    Each size runs twice and the faster counts (a new shape pays for onnxruntime's allocations)."""
 
     def best(rows: int) -> float:
         times = []
@@ -59,10 +65,12 @@ def calibrate(run_rows: Callable[[int], object], row_elements: int) -> CostModel
             times.append(time.perf_counter() - started)
         return min(times)
 
-    rows = max(2, min(CALIBRATION_ROWS, rows_per_run(row_elements)))
-    single, chunk = best(1), best(rows)
-    per_element = max(chunk - single, 0.0) / ((rows - 1) * row_elements)
-    return CostModel(seconds_per_run=single, seconds_per_element=per_element)
+    single = best(1)
+    rows, elapsed = 1, single
+    while elapsed < CALIBRATION_S and rows * 2 <= rows_per_run(row_elements):
+        rows *= 2
+        elapsed = best(rows)
+    return CostModel(seconds_per_run=single, seconds_per_element=elapsed / (rows * row_elements))
 
 
 def check_budget(*, evaluations: int, estimate_s: float, remaining_s: float, timeout_s: float, advice: str) -> None:

@@ -21,7 +21,6 @@ from slimserve.handler.errors import BadRequest, ModelLoadError, Unprocessable, 
 from slimserve.handler.explain.budget import CostModel, calibrate, check_budget, remaining_seconds
 from slimserve.handler.explain.games import (
     RowScorer,
-    active_groups,
     cosine,
     patch_groups,
     tensor_game,
@@ -101,16 +100,22 @@ class Explainer:
             batch = array.shape[0] if array.ndim else 0
             raise BadRequest(f"explain takes one instance per request; input '{name}' has batch size {batch}")
 
-    def _checked(self, rows: int, row_elements: int, run_rows: Any, request: ExplainParameters, context: Any, advice: str) -> None:
-        cost = self._cost.get(row_elements)
+    def _checked(self, game: Game, request: ExplainParameters, *, rows_per_coalition: int, coalition_elements: int, context: Any) -> None:
+        """Price the request before running it: the coalitions it plans, at the cost of this
+        game's own value function (calibrated once per input size), against the time left."""
+        coalitions = planned_coalitions(request.method, game.players, request.samples, self.spec.exact_max_players)
+        if coalitions == 0:
+            return
+        cost = self._cost.get(coalition_elements)
         if cost is None:
-            cost = self._cost[row_elements] = calibrate(run_rows, row_elements)
+            present = lambda count: game.value(np.ones((count, game.players), dtype=bool))  # noqa: E731
+            cost = self._cost[coalition_elements] = calibrate(present, coalition_elements)
         check_budget(
-            evaluations=rows,
-            estimate_s=cost.estimate(rows, row_elements),
+            evaluations=coalitions * rows_per_coalition,
+            estimate_s=cost.estimate(coalitions, coalition_elements),
             remaining_s=remaining_seconds(context, self.timeout_s),
             timeout_s=self.timeout_s,
-            advice=advice,
+            advice=self._advice(request, game.players),
         )
 
     def _run(self, game: Game, request: ExplainParameters) -> Attribution:
@@ -184,11 +189,9 @@ class Explainer:
             )
         score, full, described = self._scorer(parameters, produced)
         row = array[0]
-        players = len(active_groups(row, self.background, self.groups))
         k = len(self.background)
-        rows = planned_coalitions(request.method, players, request.samples, self.spec.exact_max_players) * k
-        self._checked(rows, row.size, lambda n: score(np.repeat(row[None], n, axis=0)), request, context, self._advice(request, players))
         tensor = tensor_game(row, self.background, self.groups, score, full)
+        self._checked(tensor.game, request, rows_per_coalition=k, coalition_elements=k * row.size, context=context)
         result = self._run(tensor.game, request)
         attributions = tensor.per_feature(result.values).reshape(array.shape)
         return _explanation(attributions, tensor.game, result, request, described, evaluations=(result.coalitions + 1) * k)
@@ -205,21 +208,16 @@ class Explainer:
         feeds = self.task.feeds([text])
         encoding = self.task.tokenizer.encode_batch([text])[0]
         special = np.array(encoding.special_tokens_mask, dtype=bool)
-        players = int((~special).sum())
         length = feeds["input_ids"].shape[1]
         output = self.task.output_name
 
         def embed(batch: dict[str, np.ndarray]) -> np.ndarray:
             return self.model.run(batch, [output])[output]
 
-        rows = planned_coalitions(request.method, players, request.samples, self.spec.exact_max_players)
-        self._checked(
-            rows, length, lambda n: embed({key: np.repeat(value, n, axis=0) for key, value in feeds.items()}),
-            request, context, self._advice(request, players),
-        )
         target_vector = self.task.embed([target_text])[0]
         full = float(cosine(np.asarray(produced[output])[:1], target_vector)[0])
         game = token_game(feeds, special, embed, target_vector, full)
+        self._checked(game.game, request, rows_per_coalition=1, coalition_elements=length, context=context)
         result = self._run(game.game, request)
         tokens = np.array([[encoding.tokens[position] for position in game.positions]], dtype=object)
         described = {"explained": "cosine similarity to parameters.target"}

@@ -128,23 +128,21 @@ def sampled_coalitions(players: int, samples: int, rng: random.Random) -> tuple[
     if full_sizes < sizes and left > 0:
         mass = size_weight[full_sizes:].copy()
         mass[: max(0, paired - full_sizes)] /= 2  # a draw of a paired size also adds its complement
-        mass /= mass.sum()
-        drawn: dict[bytes, tuple[np.ndarray, float]] = {}
-        size_choices = list(range(full_sizes + 1, sizes + 1))
+        everyone = frozenset(range(players))
+        drawn: dict[frozenset[int], float] = {}
         # Distinct coalitions are the cost; a repeated draw only adds weight (bounded draws).
-        for _ in range(4 * left):
+        for size in rng.choices(range(full_sizes + 1, sizes + 1), weights=mass.tolist(), k=4 * left):
             if len(drawn) >= left:
                 break
-            size = rng.choices(size_choices, weights=mass.tolist())[0]
-            mask = np.zeros(players, dtype=bool)
-            mask[rng.sample(range(players), size)] = True
-            for member in [mask, ~mask] if size <= paired else [mask]:
-                key = member.tobytes()
-                row, count = drawn.get(key, (member, 0.0))
-                drawn[key] = (row, count + 1.0)
-        counts = np.array([count for _, count in drawn.values()])
+            members = frozenset(rng.sample(range(players), size))
+            for member in (members, everyone - members) if size <= paired else (members,):
+                drawn[member] = drawn.get(member, 0.0) + 1.0
+        counts = np.array(list(drawn.values()))
         leftover = size_weight[full_sizes:].sum()
-        rows.extend(row for row, _ in drawn.values())
+        for members in drawn:
+            mask = np.zeros(players, dtype=bool)
+            mask[list(members)] = True
+            rows.append(mask)
         weights.extend((counts * leftover / counts.sum()).tolist())
     return np.array(rows, dtype=bool).reshape(-1, players), np.array(weights, dtype=np.float64)
 
