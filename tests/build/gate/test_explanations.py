@@ -13,7 +13,12 @@ import pytest
 from slimserve.build.config import load_config
 from slimserve.build.errors import GateFailed
 from slimserve.build.gate import explanations
-from slimserve.build.gate.explanations import ExplanationReport, choose_rows, global_importance, plan
+from slimserve.build.gate.explanations import (
+    ExplanationReport,
+    choose_rows,
+    global_importance,
+    plan,
+)
 
 from repo import REPO_ROOT
 from toymodels import _edit_weights
