@@ -22,20 +22,12 @@ from typing import Any
 import numpy as np
 
 from slimserve.build.config import BuildConfig
+from slimserve.build.errors import ConfigError
 from slimserve.build.gate.reference import load_dataset
 from slimserve.build.gate.validate import GateCheck, onnx_session
 from slimserve.handler.datatypes import V2_TO_NUMPY
 from slimserve.handler.explain.games import cosine, patch_groups, tensor_game, token_game
-from slimserve.handler.explain.shapley import (
-    KERNEL_SHAP,
-    LEAVE_ONE_OUT,
-    SHAPLEY_SAMPLING,
-    Attribution,
-    Game,
-    kernel_shap,
-    leave_one_out,
-    shapley_sampling,
-)
+from slimserve.handler.explain.shapley import KERNEL_SHAP, LEAVE_ONE_OUT, SHAPLEY_SAMPLING, estimate
 from slimserve.handler.manifest import Explain
 
 BACKGROUND_FILE = "background.npy"
@@ -95,15 +87,19 @@ def plan(config: BuildConfig) -> ExplainPlan:
 
         texts = load_texts(config, config.validation.data, "validation.data")
         # Sentences, not paragraphs: a 256-token text costs as much as ~16 short ones per coalition.
-        lengths = [len(encoding.ids) for encoding in build_tokenizer(config).encode_batch(texts)]
+        # (The tokenizer pads a batch to its longest text: the attention mask counts the tokens.)
+        lengths = [sum(encoding.attention_mask) for encoding in build_tokenizer(config).encode_batch(texts)]
         short = [index for index in np.random.default_rng(settings.seed).permutation(len(texts)) if lengths[index] <= MAX_REPORT_TOKENS]
+        if len(short) < 2:
+            raise ConfigError(
+                f"explain: validation.data has {len(short)} text(s) of at most {MAX_REPORT_TOKENS} tokens; the report's "
+                "global importance needs at least 2 (or set explain.enabled = false)"
+            )
         return ExplainPlan(spec, None, None, [texts[index] for index in sorted(short[: settings.importance_samples])])
     spec_in = config.export.inputs[0]
     inputs, labels = load_dataset(config, config.validation.data, "validation.data")
     data = np.asarray(inputs[spec_in.name]).astype(V2_TO_NUMPY[spec_in.datatype])
     if settings.image_shape is not None and int(np.prod(settings.image_shape)) != int(np.prod(data.shape[1:])):
-        from slimserve.build.errors import ConfigError
-
         raise ConfigError(
             f"explain.image_shape {settings.image_shape} has {int(np.prod(settings.image_shape))} elements; "
             f"input '{spec_in.name}' rows have {int(np.prod(data.shape[1:]))}"
@@ -185,14 +181,6 @@ def _spearman(first: np.ndarray, second: np.ndarray) -> float:
     return float(spearmanr(first, second).statistic)
 
 
-def _estimate(game: Game, method: str, samples: int, seed: int, exact_max_players: int) -> Attribution:
-    if method == KERNEL_SHAP:
-        return kernel_shap(game, samples=samples, seed=seed, exact_max_players=exact_max_players)
-    if method == SHAPLEY_SAMPLING:
-        return shapley_sampling(game, samples=samples, seed=seed)
-    return leave_one_out(game)
-
-
 def global_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path) -> ExplanationReport:
     if plan_.texts is not None:
         return _token_importance(config, plan_, original, shipped)
@@ -216,7 +204,7 @@ def _tensor_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, 
         for session, total in zip(sessions, totals):
             score = lambda rows, session=session, target=target: outputs(session, rows)[:, target]  # noqa: E731
             game = tensor_game(row, plan_.background, groups, score, float(score(row[None])[0]))
-            result = _estimate(game.game, spec.methods[0], spec.samples, settings.seed, spec.exact_max_players)
+            result = estimate(game.game, spec.methods[0], samples=spec.samples, seed=settings.seed, exact_max_players=spec.exact_max_players)
             total += np.abs(game.per_feature(result.values).reshape(row.shape))
     means = [total.reshape(-1) / len(plan_.rows) for total in totals]
     explained = "each row's predicted-class logit" if config.task == "classification" else "output element 0"
@@ -246,7 +234,7 @@ def _token_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, s
             special = np.array(encoding.special_tokens_mask, dtype=bool)
             vector = embed(feeds)[0]
             game = token_game(feeds, special, embed, vector, float(cosine(vector[None], vector)[0]))
-            result = _estimate(game.game, spec.methods[0], spec.samples, settings.seed, spec.exact_max_players)
+            result = estimate(game.game, spec.methods[0], samples=spec.samples, seed=settings.seed, exact_max_players=spec.exact_max_players)
             for position, value in zip(game.positions, result.values):
                 store.setdefault(encoding.tokens[position], []).append(abs(float(value)))
     names = sorted(per_token[0])

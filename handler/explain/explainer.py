@@ -32,10 +32,8 @@ from slimserve.handler.explain.shapley import (
     SHAPLEY_SAMPLING,
     Attribution,
     Game,
-    kernel_shap,
-    leave_one_out,
+    estimate,
     planned_coalitions,
-    shapley_sampling,
 )
 from slimserve.handler.model import LoadedModel
 from slimserve.handler.tasks.classification import softmax
@@ -68,7 +66,7 @@ class Explainer:
         self.timeout_s = float(manifest.runtime.timeout_s)
         self.limits = manifest.runtime.limits
         self.text = manifest.task == "embedding"
-        self._cost: dict[int, CostModel] = {}  # by elements per row: one calibration per shape
+        self._cost: dict[int, CostModel] = {}  # by elements per coalition: one calibration per input size
         if self.text:
             if "attention_mask" not in task.feeds.inputs:
                 raise ModelLoadError("token attributions need a model that takes attention_mask")
@@ -119,11 +117,9 @@ class Explainer:
         )
 
     def _run(self, game: Game, request: ExplainParameters) -> Attribution:
-        if request.method == KERNEL_SHAP:
-            return kernel_shap(game, samples=request.samples, seed=request.seed, exact_max_players=self.spec.exact_max_players)
-        if request.method == SHAPLEY_SAMPLING:
-            return shapley_sampling(game, samples=request.samples, seed=request.seed)
-        return leave_one_out(game)
+        return estimate(
+            game, request.method, samples=request.samples, seed=request.seed, exact_max_players=self.spec.exact_max_players
+        )
 
     def _advice(self, request: ExplainParameters, players: int) -> str:
         if request.method == KERNEL_SHAP and players <= self.spec.exact_max_players:
@@ -203,7 +199,7 @@ class Explainer:
     ) -> Explanation:
         name = self.task.input_name
         self._one_instance(name, tensors[name])
-        text = self.task._texts(tensors[name])[0]
+        text = self.task.texts(tensors[name])[0]
         target_text = _text_target(request.target, self.limits.max_text_chars)
         feeds = self.task.feeds([text])
         encoding = self.task.tokenizer.encode_batch([text])[0]

@@ -70,6 +70,17 @@ def planned_coalitions(method: str, players: int, samples: int, exact_max_player
     return players  # leave-one-out
 
 
+def estimate(game: Game, method: str, *, samples: int, seed: int, exact_max_players: int) -> Attribution:
+    """Attributions of ``game`` by ``method`` (one of KERNEL_SHAP, SHAPLEY_SAMPLING, LEAVE_ONE_OUT)."""
+    if method == KERNEL_SHAP:
+        return kernel_shap(game, samples=samples, seed=seed, exact_max_players=exact_max_players)
+    if method == SHAPLEY_SAMPLING:
+        return shapley_sampling(game, samples=samples, seed=seed)
+    if method == LEAVE_ONE_OUT:
+        return leave_one_out(game)
+    raise ValueError(f"unknown explanation method {method!r}")
+
+
 def kernel_shap(game: Game, *, samples: int, seed: int, exact_max_players: int) -> Attribution:
     players = game.players
     if players <= 1:

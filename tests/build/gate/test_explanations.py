@@ -103,3 +103,14 @@ def test_min_explanation_agreement_refuses_the_build(digits_build: Path, tmp_pat
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| explanation agreement (Spearman) | 0.42 | >= 0.9 | missed by 0.48 |" in report
     assert "**Rank correlation (Spearman) between the two: 0.4200**" in report
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("minilm")
+def test_minilm_report_ranks_tokens_of_short_held_out_texts(minilm_build: Path) -> None:
+    report = (minilm_build / "report.md").read_text()
+    assert "each text's cosine similarity to its own vector over 32 held-out texts of up to 32 tokens" in report
+    table = report.split("## Explanations", 1)[1]
+    assert table.count("\n| ") >= 11  # header + the top ten token strings
+    extra = json.loads((minilm_build / "manifest.json").read_text())["validation"]["extra"]
+    assert extra["explanation_rows"] == 32 and 0.5 < extra["explanation_agreement"] <= 1.0
