@@ -77,7 +77,7 @@ def test_deterministic_zip_ignores_mtimes_and_order(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_rebuilding_the_zip_gives_the_same_bytes(digits_build: Path, tmp_path: Path) -> None:
     shipped = [name.removeprefix("model/") for name in names_in(digits_build / "lambda.zip") if name.startswith("model/")]
-    assert sorted(shipped) == ["manifest.json", "model.onnx", "openapi.json"]
+    assert sorted(shipped) == ["background.npy", "manifest.json", "model.onnx", "openapi.json"]
     report = build_zip(
         tmp_path / "lambda.zip",
         model_files={name: digits_build / name for name in shipped},
