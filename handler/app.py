@@ -33,7 +33,7 @@ from slimserve.handler.errors import (
     clip,
 )
 from slimserve.handler.model import LoadedModel
-from slimserve.handler.service import InferenceService
+from slimserve.handler.service import InferenceService, InferReply
 from slimserve.handler.tasks import TaskAdapter
 
 logger = logging.getLogger("slimserve")
@@ -71,6 +71,7 @@ class Call:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    context: Any = None  # the Lambda context (scope["aws.context"] under Mangum): remaining time
 
 
 @dataclass
@@ -180,7 +181,7 @@ class SlimserveApp:
             route, params = self._match(method, path)
             body = await self._read_body(scope, receive) if method in ("POST", "PUT", "PATCH") else b""
             headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
-            call = Call(method, path, scope.get("root_path", ""), headers, body, params)
+            call = Call(method, path, scope.get("root_path", ""), headers, body, params, scope.get("aws.context"))
             reply = route.endpoint(call)
         except SlimserveError as exc:
             # Bounded whatever a message quotes: the response must stay far below Lambda's 6 MB.
@@ -236,9 +237,19 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None, openap
     title = f"slimserve: {model.name}"
 
     def infer(call: Call) -> Reply:
-        result = service.infer(
-            call.params["model_name"], call.params.get("model_version"), call.body, call.headers.get(HEADER_LENGTH)
+        return _tensor_reply(
+            service.infer(call.params["model_name"], call.params.get("model_version"), call.body, call.headers.get(HEADER_LENGTH))
         )
+
+    def explain(call: Call) -> Reply:
+        return _tensor_reply(
+            service.explain(
+                call.params["model_name"], call.params.get("model_version"), call.body, call.headers.get(HEADER_LENGTH),
+                call.context,
+            )
+        )
+
+    def _tensor_reply(result: InferReply) -> Reply:
         if result.header_length is None:
             return Reply(200, result.body)
         return Reply(
@@ -266,6 +277,8 @@ def create_app(model: LoadedModel, *, adapter: TaskAdapter | None = None, openap
         ),
         Route("POST", "/v2/models/{model_name}/infer", infer),
         Route("POST", "/v2/models/{model_name}/versions/{model_version}/infer", infer),
+        Route("POST", "/v2/models/{model_name}/explain", explain),
+        Route("POST", "/v2/models/{model_name}/versions/{model_version}/explain", explain),
         Route("POST", "/predict", lambda call: Reply.json(service.predict(call.body))),
         Route("GET", "/openapi.json", lambda call: _openapi_reply(openapi_path, call.root_path)),
         Route(

@@ -48,6 +48,8 @@ Datatype = Literal[
     "BYTES",
 ]
 Task = Literal["raw", "classification", "embedding"]
+# How POST .../explain attributes an output to the input's parts (handler/explain/).
+ExplainMethod = Literal["kernel-shap", "shapley-sampling", "leave-one-out"]
 Architecture = Literal["x86_64", "arm64"]
 
 
@@ -134,6 +136,25 @@ class Canary(_Strict):
     samples: list[CanarySample]
 
 
+class Explain(_Strict):
+    """What ``POST .../explain`` offers for this model (written by the build; see
+    docs/explanations.md). ``methods[0]`` is the default method."""
+
+    methods: list[ExplainMethod] = Field(min_length=1)
+    # Coalitions evaluated per request (sampled modes): the default and the per-model maximum.
+    samples: int = Field(1024, ge=2)
+    max_samples: int = Field(8192, ge=2)
+    # Features (or patches) up to which Kernel SHAP enumerates every coalition (exact).
+    exact_max_players: int = Field(12, ge=1, le=16)
+    # Tensor models: background rows (a .npy file pinned in ``files``) that stand in for the
+    # features left out of a coalition.
+    background: str | None = None
+    # Image inputs: each row reshaped to ``image_shape`` (last two axes height, width) and
+    # attributed by ``patch`` [height, width] superpixels.
+    image_shape: list[int] | None = None
+    patch: list[int] | None = None
+
+
 class Manifest(_Strict):
     schema_: int = Field(MANIFEST_SCHEMA, alias="schema")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -156,6 +177,7 @@ class Manifest(_Strict):
     # sha256 of the canonical JSON of every other field, written by to_json (after validation):
     # the handler trusts a file whose stamp holds without validating it again.
     validated_sha256: str | None = None
+    explain: Explain | None = None
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 

@@ -52,6 +52,10 @@ class InferenceService:
         parameters: dict[str, Any] = {"task": self.manifest.task, "limits": dict(self.limits)}
         if self.manifest.labels:
             parameters["labels"] = self.manifest.labels
+        if self.manifest.explain is not None:
+            offered = self.manifest.explain.to_dict()
+            parameters["explain"] = {key: value for key, value in offered.items() if key != "background" and value is not None}
+        self._explainer: Any = None  # built on the first explain request (handler/explain/)
         self._metadata = {
             "name": self.manifest.name,
             "versions": [self.manifest.version],
@@ -126,6 +130,34 @@ class InferenceService:
             request_id=decoded.request.id,
             outputs=selected,
             binary=binary,
+        )
+        return InferReply(encoded.body, encoded.header_length)
+
+    def explain(
+        self, model_name: str, model_version: str | None, body: bytes, header_length: str | None, context: Any = None
+    ) -> InferReply:
+        """The model's outputs plus attributions of one of them (docs/explanations.md).
+        ``context``: the Lambda context, whose remaining time bounds the work."""
+        self.check_model(model_name, model_version)
+        if self.manifest.explain is None:
+            raise NotFound(f"model '{self.manifest.name}' was built without explanations (explain.enabled = false)")
+        decoded = decode_request(body, header_length=header_length, specs=self.manifest.inputs, limits=self.limits)
+        _check_body_names_path(decoded.request.model_name, decoded.request.model_version, model_name, model_version or self.manifest.version)
+        produced = self._produce(decoded)
+        if self._explainer is None:
+            # Imported here, not at init: cold start never pays for explanations.
+            from slimserve.handler.explain import Explainer
+
+            self._explainer = Explainer(self.model, self.task)
+        explanation = self._explainer.explain(decoded.tensors, decoded.parameters, produced, context)
+        outputs = {**{name: produced[name] for name in self.output_names if name in produced}, **explanation.outputs}
+        encoded = encode_response(
+            model_name=self.manifest.name,
+            model_version=self.manifest.version,
+            request_id=decoded.request.id,
+            outputs=outputs,
+            binary={name: decoded.binary_by_default for name in outputs},
+            parameters=explanation.parameters,
         )
         return InferReply(encoded.body, encoded.header_length)
 

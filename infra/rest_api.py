@@ -37,6 +37,9 @@ PROXY_PATHS = (
 INFER_PATHS = (
     "/v2/models/{model_name}/infer",
     "/v2/models/{model_name}/versions/{model_version}/infer",
+    # explain takes the same body (its options travel in the free-form `parameters`).
+    "/v2/models/{model_name}/explain",
+    "/v2/models/{model_name}/versions/{model_version}/explain",
 )
 # Binary tensor extension bodies; REST APIs base64-encode only the media types listed here.
 BINARY_MEDIA_TYPES = ("application/octet-stream",)

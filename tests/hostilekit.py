@@ -27,13 +27,19 @@ GROUPS = (
     "binary extension lies",
     "text inputs",
     "limits",
+    "explain",
 )
 HEADER_LENGTH = "inference-header-content-length"
 
 # What slimserve's stacks declare (infra/http_api.py, infra/rest_api.py), so that the in-process
 # run routes as the deployed API does; tests/build/local/test_hostile.py checks these against
 # the synthesized templates. REST: ANY on every resource on the way, POST only on infer.
-_REST_INFER = ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer")
+_REST_INFER = (
+    "/v2/models/{model_name}/infer",
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+    "/v2/models/{model_name}/explain",
+    "/v2/models/{model_name}/versions/{model_version}/explain",
+)
 _REST_PROXIES = (
     "/{proxy+}", "/v2", "/v2/{proxy+}", "/v2/models", "/v2/models/{model_name}",
     "/v2/models/{model_name}/{proxy+}", "/v2/models/{model_name}/versions",

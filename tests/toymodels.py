@@ -83,6 +83,46 @@ def reshape_to_four(folder: Path) -> Path:
     )
 
 
+def tabular_classifier(folder: Path, *, features: int = 8, classes: int = 3, background_rows: int = 6, seed: int = 0) -> Path:
+    """x (FP32 [-1, features]) -> tanh MLP -> logits [-1, classes], a classification model with a
+    background.npy and an ``explain`` section: tabular, small enough for exact Kernel SHAP."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "w1": rng.normal(size=(features, 16)), "b1": rng.normal(size=16) * 0.1,
+        "w2": rng.normal(size=(16, classes)), "b2": rng.normal(size=classes) * 0.1,
+    }
+    initializers = [helper.make_tensor(name, TensorProto.FLOAT, list(value.shape), value.astype(np.float32).ravel())
+                    for name, value in weights.items()]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Tanh", ["h1"], ["h2"]), helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
+        helper.make_node("Add", ["h3", "b2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tabular_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "background.npy", rng.normal(size=(background_rows, features)).astype(np.float32))
+    return _save(
+        model, folder, "tabular",
+        [{"name": "x", "datatype": "FP32", "shape": [-1, features]}],
+        [
+            {"name": "logits", "datatype": "FP32", "shape": [-1, classes]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1, -1]},
+            {"name": "score", "datatype": "FP32", "shape": [-1, -1]},
+        ],
+        task="classification",
+        labels=[f"class{index}" for index in range(classes)],
+        files={"background.npy": sha256_file(folder / "background.npy")},
+        explain={"methods": ["kernel-shap", "shapley-sampling", "leave-one-out"], "background": "background.npy"},
+    )
+
+
 # --- weight edits on the digits MLP export: same fp32 function, hard to quantize -----------
 
 

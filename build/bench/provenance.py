@@ -14,7 +14,7 @@ from slimserve.build.machine import cpu_info, load_average, memory_total_bytes
 from slimserve.build.paths import checkout_root
 
 # The sections whose figures are times or rates: they hold only for the host they ran on.
-TIMED_SECTIONS = ("speed", "warm", "cold_start", "load", "json_vs_binary")
+TIMED_SECTIONS = ("speed", "warm", "cold_start", "load", "json_vs_binary", "explain")
 
 _PACKAGES = ("onnxruntime", "torch", "numpy", "mangum", "fastapi", "tokenizers", "awslambdaric")
 

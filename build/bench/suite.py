@@ -11,6 +11,7 @@ missing or holds another version of the handler; build/bench/builds.py):
    (build/bench/cold.py, build/bench/baselines/);
 4. warm request overhead: handler path vs bare session.run (build/bench/warm.py);
 5. load through ``slimserve local`` at concurrency 1, 8, 32 (build/bench/load.py);
+6. warm explain latency, default method and budget (build/bench/explain.py);
 
 plus JSON vs binary tensors for a 1 MiB FP32 input. Writes ``<out>/results.json`` (machine
 description and every number with its unit; every timed section also records the CPU and int8
@@ -54,7 +55,7 @@ DEFAULT_EXAMPLES = ("examples/digits", "examples/minilm")
 DEFAULT_OUT = "dist/bench"
 RESULTS_FILE = "results.json"
 BENCHMARKS_FILE = "BENCHMARKS.md"
-SECTIONS = ("size", "speed", "warm", "cold_start", "load")
+SECTIONS = ("size", "speed", "warm", "cold_start", "load", "explain")
 ALL_SECTIONS = (*SECTIONS, "json_vs_binary")
 RESULTS_SCHEMA = 1
 
@@ -72,6 +73,7 @@ def _settings(quick: bool) -> dict[str, Any]:
         "warm": ({"runs": 60, "warmup": 5}, {"runs": 400, "warmup": 20}),
         "json_vs_binary": ({"runs": 3, "warmup": 0}, {"runs": 10, "warmup": 2}),
         "load": ({"levels": QUICK_LEVELS}, {"levels": FULL_LEVELS}),
+        "explain": ({"runs": 5, "warmup": 1}, {"runs": 30, "warmup": 3}),
     }
     return {section: pair[0] if quick else pair[1] for section, pair in quick_and_full.items()}
 
@@ -125,6 +127,7 @@ def run_bench(
     carries another version of the handler than this checkout is rebuilt first
     (``rebuild_stale=False``: measured as is, and the page says so)."""
     from slimserve.build.bench.cold import measure_cold_start
+    from slimserve.build.bench.explain import measure_explain
     from slimserve.build.bench.load import measure_load
     from slimserve.build.bench.plots import write_plots
     from slimserve.build.bench.report.page import render_markdown
@@ -217,6 +220,10 @@ def run_bench(
             if "load" in sections:
                 run_section(
                     "load", record, errors, lambda example=example: measure_load(example, cache_dir=cache_dir, status=status, **settings["load"])
+                )
+            if "explain" in sections:
+                run_section(
+                    "explain", record, errors, lambda example=example: measure_explain(example, status=status, **settings["explain"])
                 )
             gc.collect()
         if "json_vs_binary" in sections:

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from slimserve.handler.manifest import Architecture, Limits, Task, TensorSpec
+from slimserve.handler.manifest import Architecture, ExplainMethod, Limits, Task, TensorSpec
 from slimserve.infra.options import StackOptions
 
 CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "auto"]
@@ -228,6 +228,44 @@ class ValidationConfig(_Section):
     # Classification: exact binomial lower bounds on the candidate's accuracy and agreement.
     accuracy_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
     agreement_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
+    # Refuse a shipped model whose global importance ranks (report.md's "Explanations") correlate
+    # below this with the original's (Spearman); needs [explain]. Off by default.
+    min_explanation_agreement: float | None = Field(None, ge=-1.0, le=1.0)
+
+
+class ExplainConfig(_Section):
+    """[explain]: what POST .../explain offers (docs/explanations.md) and the report's global
+    importance, original vs shipped."""
+
+    enabled: bool = True
+    # Offered methods, the first the default (default: kernel-shap first for tensor inputs,
+    # shapley-sampling first for text).
+    methods: list[ExplainMethod] | None = Field(None, min_length=1)
+    # Coalitions per request (sampled modes): default (tensors 1024, text 256) and maximum.
+    samples: int | None = Field(None, ge=2, le=65536)
+    max_samples: int = Field(8192, ge=2, le=65536)
+    # Held-out rows shipped as the background (stratified by label, fixed seed).
+    background: int = Field(16, ge=1, le=256)
+    # Image inputs: each row reshaped to image_shape (last two axes height, width), attributed
+    # by patch [height, width].
+    image_shape: list[int] | None = Field(None, min_length=2, max_length=4)
+    patch: list[int] | None = Field(None, min_length=2, max_length=2)
+    # Held-out rows (texts) explained for the report's global importance.
+    importance_samples: int = Field(32, ge=2, le=10000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExplainConfig:
+        problems = []
+        if self.samples is not None and self.samples > self.max_samples:
+            problems.append(f"samples: {self.samples} is more than max_samples ({self.max_samples})")
+        if (self.patch is None) != (self.image_shape is None):
+            problems.append("patch: image inputs need both image_shape and patch")
+        if any(size < 1 for size in [*(self.image_shape or []), *(self.patch or [])]):
+            problems.append("image_shape: sizes must be positive")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class RuntimeConfig(_Section):
@@ -262,6 +300,7 @@ class BuildConfig(_Section):
     # The stack options this project deploys with (synth, deploy, diff, destroy, local, invoke);
     # --option and the named flags override them, key by key.
     deploy: StackOptions = Field(default_factory=StackOptions)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
@@ -289,6 +328,8 @@ class BuildConfig(_Section):
             )
         if self.distill is not None and self.distill.data in (self.validation.data, self.validation.calibration):
             problems.append("distill.data: must not be validation.data or validation.calibration (train on other data)")
+        if self.validation.min_explanation_agreement is not None and not self.explain.enabled:
+            problems.append("validation.min_explanation_agreement: needs explanations (explain.enabled = true)")
         if problems:
             raise ValueError("\n  ".join(problems))
         return self

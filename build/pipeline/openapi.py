@@ -64,6 +64,20 @@ _PREDICT_BODY = {
 }
 
 
+_EXPLAIN_DOC = (
+    "The same request as infer, for one instance (batch size 1). Request parameters: `method` (one of the model "
+    "metadata's `parameters.explain.methods`, the first by default: `kernel-shap`, `shapley-sampling`, "
+    "`leave-one-out`), `target` (classification: class index or label, default the predicted class; raw: element "
+    "of the first output; embedding: the text whose cosine similarity to the input is explained, required), "
+    "`output` (classification: `logits`, the default, or `score`), `samples` (coalitions, up to "
+    "`parameters.explain.max_samples`) and `seed`. The response holds the model's outputs plus `attributions` "
+    "(FP32, the input's shape; for text one value per token, with the tokens as the BYTES output `tokens`) and "
+    "`base_value` (FP32 [1]); `parameters` gives the explained `output_value`, the `residual` "
+    "|base_value + sum(attributions) - output_value| and the model evaluations spent. A request whose estimated "
+    "cost exceeds the invocation's remaining time is a 400 naming the limit. See docs/explanations.md."
+)
+
+
 def declare(model: LoadedModel) -> Any:
     """A FastAPI app whose routes mirror handler/app.py (documentation only: never deployed)."""
     from fastapi import FastAPI
@@ -101,6 +115,11 @@ def declare(model: LoadedModel) -> Any:
         route(
             "POST", f"{prefix}/infer", response_model=InferenceResponse, tags=["inference"],
             summary="Inference (JSON or binary tensors)", openapi_extra=_INFER_BODY,
+        )
+        route(
+            "POST", f"{prefix}/explain", response_model=InferenceResponse, tags=["inference"],
+            summary="Explanation: the outputs plus attributions of one of them", description=_EXPLAIN_DOC,
+            openapi_extra=_INFER_BODY,
         )
     route(
         "POST", "/predict", response_model=PredictResponse, response_model_exclude_none=True, tags=["inference"],

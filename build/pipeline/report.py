@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from slimserve.build.figures import pyplot, save_figure
+from slimserve.build.gate.explanations import ExplanationReport
 from slimserve.build.gate.validate import GateResult
 
 
@@ -25,6 +26,7 @@ def write_report(
     timings: dict[str, float],
     plot: str | None,
     verdict_scope: str | None = None,
+    explanations: ExplanationReport | None = None,
 ) -> Path:
     verdict = "PASSED" if gate.passed else "FAILED"
     lines = [
@@ -70,6 +72,8 @@ def write_report(
     if timings:
         lines += ["", "## Step timings", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {step} | {seconds:.2f} |" for step, seconds in timings.items()]
+    if explanations is not None:
+        lines += ["", *explanations.markdown().splitlines()]
     if plot:
         lines += ["", f"![sizes and accuracy]({plot})"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -92,8 +96,14 @@ def _bounds_note(bounds: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def write_plot(path: Path, *, name: str, gate: GateResult, sizes: dict[str, int]) -> Path:
-    figure, (size_axis, metric_axis) = pyplot().subplots(1, 2, figsize=(9, 3.6))
+def write_plot(
+    path: Path, *, name: str, gate: GateResult, sizes: dict[str, int], explanations: ExplanationReport | None = None
+) -> Path:
+    panels = 2 if explanations is None else 4
+    figure, axes = pyplot().subplots(1, panels, figsize=(4.5 * panels, 3.6))
+    size_axis, metric_axis = axes[0], axes[1]
+    if explanations is not None:
+        explanations.draw(axes[2], axes[3])
     labels = ["fp32 ONNX", "shipped"]
     values = [sizes["reference_bytes"] / 1024, sizes["model_bytes"] / 1024]
     bars = size_axis.bar(labels, values, color=["#999999", "#2a7ab0"])

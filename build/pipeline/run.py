@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slimserve.build import paths
 from slimserve.build.compression.stage import compress_and_gate, prepare_source
 from slimserve.build.config import BuildConfig, load_config
 from slimserve.build.errors import ConfigError, GateFailed
 from slimserve.build.gate.evaluate import evaluator_for
+from slimserve.build.gate.explanations import (
+    BACKGROUND_FILE,
+    ExplainPlan,
+    ExplanationReport,
+    global_importance,
+    plan,
+    unsupported,
+)
 from slimserve.build.gate.portability import gate_machine, integer_portability, verdict_scope
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
@@ -36,7 +46,7 @@ PLOT_FILE = "report.png"
 WORK_DIR = "work"
 REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
 # What a successful build leaves; all of it is removed first and on failure.
-OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE)
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE, BACKGROUND_FILE)
 
 
 @dataclass
@@ -140,11 +150,18 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         "validation.metric": config.validation.metric,
         "validation.tolerance": config.validation.tolerance,
     }
+    explain_plan, explanations = (None, None)
+    if config.explain.enabled and gate.passed:
+        explain_plan, explanations = _explain(config, fp32_path, compressed_path, steps)
+        if explanations is not None:
+            gate.extra.update(explanations.to_manifest())
+            if config.validation.min_explanation_agreement is not None:
+                gate.checks.append(explanations.check(config.validation.min_explanation_agreement))
     if not gate.passed:
-        plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+        plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes, explanations=explanations)
         write_report(
             out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
-            settings=settings, bundle=None, timings=steps.timings, plot=plot.name, verdict_scope=scope,
+            settings=settings, bundle=None, timings=steps.timings, plot=plot.name, verdict_scope=scope, explanations=explanations,
         )
         outcome.append_to_report(out / REPORT_FILE)
         raise outcome.failure or GateFailed(gate)
@@ -156,6 +173,9 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     for name, path in interface.model_files(config).items():
         shutil.copyfile(path, out / name)
         extra_files[name] = out / name
+    if explain_plan is not None and explain_plan.background is not None:
+        np.save(out / BACKGROUND_FILE, explain_plan.background, allow_pickle=False)
+        extra_files[BACKGROUND_FILE] = out / BACKGROUND_FILE
     manifest = Manifest(
         schema=MANIFEST_SCHEMA,
         name=config.name,
@@ -177,6 +197,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
             timeout_s=config.runtime.timeout_s,
             limits=config.runtime.limits,
         ),
+        explain=explain_plan.spec if explain_plan is not None else None,
     )
     manifest_path = out / MANIFEST_FILE
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
@@ -201,13 +222,31 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         )
         steps.log(bundle.summary())
 
-    plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
+    plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes, explanations=explanations)
     write_report(
         out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied, settings=settings,
-        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name, verdict_scope=scope,
+        bundle=bundle.to_dict(), timings=steps.timings, plot=plot.name, verdict_scope=scope, explanations=explanations,
     )
     outcome.append_to_report(out / REPORT_FILE)
     return BuildResult(
         out=out, manifest=manifest, gate=gate, bundle=bundle,
         verdict_scope=scope, verdict_holds_only_here=portability.holds_only_here(),
     )
+
+
+def _explain(
+    config: BuildConfig, original: Path, shipped: Path, steps: Steps
+) -> tuple[ExplainPlan | None, ExplanationReport | None]:
+    """What POST .../explain offers, and the report's global importance, original vs shipped."""
+    reason = unsupported(config)
+    if reason is not None:
+        if config.validation.min_explanation_agreement is not None:
+            raise ConfigError(f"validation.min_explanation_agreement: this model gets no explanations ({reason})")
+        steps.log(f"explanations: not offered ({reason})")
+        return None, None
+    rows = config.explain.importance_samples
+    with steps.step("explain", f"global importance on {rows} held-out samples, original vs shipped"):
+        explain_plan = plan(config)
+        report = global_importance(config, explain_plan, original, shipped)
+        steps.log(f"explanations: rank correlation (Spearman) original vs shipped {report.agreement:.4f}")
+    return explain_plan, report

@@ -45,7 +45,7 @@ class ClassificationTask:
         top_k = parameters.get("top_k", self.default_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(self.labels):
             raise BadRequest(f"parameters.top_k must be an integer from 1 to {len(self.labels)}")
-        scores = _softmax(logits) if self.softmax else logits
+        scores = softmax(logits) if self.softmax else logits
         order = np.argsort(-scores, axis=-1, kind="stable")[..., :top_k]
         return {
             self.logits_name: logits,
@@ -54,7 +54,7 @@ class ClassificationTask:
         }
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)

@@ -175,7 +175,8 @@ class EmbeddingTask:
             raise ModelLoadError(f"the model returns {vectors.shape[1]} floats per text, the manifest declares {declared_dim}")
         return int(vectors.shape[1])
 
-    def _texts(self, array: np.ndarray) -> list[str]:
+    def texts(self, array: np.ndarray) -> list[str]:
+        """The request tensor as checked texts (vector shape, batch and length limits, UTF-8)."""
         if array.ndim != 1:
             raise BadRequest(f"input '{self.input_name}' must be a vector of texts (shape [batch]), got shape {list(array.shape)}")
         if len(array) > self.limits.max_batch:
@@ -206,4 +207,4 @@ class EmbeddingTask:
         return vectors.astype(np.float32, copy=False)
 
     def infer(self, tensors: dict[str, np.ndarray], parameters: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {self.output_name: self.embed(self._texts(tensors[self.input_name]))}
+        return {self.output_name: self.embed(self.texts(tensors[self.input_name]))}

@@ -58,6 +58,11 @@ def test_invalid_toml(tmp_path: Path) -> None:
         (("data = ", "tolerance = 2.0\ndata = "), "  validation.tolerance: Input should be less than or equal to 1"),
         (("data = ", "cosine_quantile = 0.0\ndata = "), "  validation.cosine_quantile: Input should be greater than 0"),
         (("data = ", "agreement_lower_bound = 1.5\ndata = "), "  validation.agreement_lower_bound: Input should be less than or equal to 1"),
+        (("[validation]", "[explain]\nsamples = 9000\n[validation]"), "  explain.samples: 9000 is more than max_samples (8192)"),
+        (("[validation]", "[explain]\npatch = [2, 2]\n[validation]"), "  explain.patch: image inputs need both image_shape and patch"),
+        (("[validation]", '[explain]\nmethods = ["lime"]\n[validation]'), "  explain.methods.0: Input should be 'kernel-shap', 'shapley-sampling' or 'leave-one-out'"),
+        (("[validation]", "[explain]\nenabled = false\n[validation]\nmin_explanation_agreement = 0.9"),
+         "  validation.min_explanation_agreement: needs explanations (explain.enabled = true)"),
     ],
 )
 def test_exact_messages(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -97,7 +102,7 @@ def _error(tmp_path: Path, text: str) -> str:
             "nodes_to_exclude, op_types_to_exclude, op_types_to_quantize, optimize, per_channel, percentile, "
             "reduce_range, sensitivity, sensitivity_budget_s, transformer_fusion, weight_type)",
         ),
-        (("name = \"toy\"", 'name = "toy"\nroot = "/"'), "  root: unknown key (expected one of: compression, deploy, distill, export, labels, name, prune, runtime, source, task, task_options, validation, version)"),
+        (("name = \"toy\"", 'name = "toy"\nroot = "/"'), "  root: unknown key (expected one of: compression, deploy, distill, explain, export, labels, name, prune, runtime, source, task, task_options, validation, version)"),
     ],
 )
 def test_unknown_keys_suggest_the_closest_valid_key(tmp_path: Path, change: tuple[str, str], line: str) -> None:

@@ -14,7 +14,8 @@ from slimserve.handler.model import load_model, session_options
 
 @pytest.fixture()
 def model_dir(digits_build: Path, tmp_path: Path) -> Path:
-    for name in ("model.onnx", "manifest.json"):
+    pinned = json.loads((digits_build / "manifest.json").read_text())["files"]  # background.npy
+    for name in ("model.onnx", "manifest.json", *pinned):
         shutil.copyfile(digits_build / name, tmp_path / name)
     return tmp_path
 

@@ -194,10 +194,13 @@ def _run_handler_main(model_dir: Path, env_extra: dict[str, str]) -> subprocess.
 
 @pytest.fixture()
 def s3_model_dir(digits_build: Path, s3: Any, bucket: str, s3_endpoint: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A model dir with the manifest only (as in a package=s3 zip) and the model in S3."""
+    """A model dir with the manifest and the files it pins but not the model (as in a package=s3
+    zip), and the model in S3."""
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "manifest.json").write_bytes((digits_build / "manifest.json").read_bytes())
+    for name in json.loads((digits_build / "manifest.json").read_text())["files"]:
+        (model_dir / name).write_bytes((digits_build / name).read_bytes())
     data = (digits_build / "model.onnx").read_bytes()
     key = f"models/{hashlib.sha256(data).hexdigest()}/model.onnx"
     s3.put_object(Bucket=bucket, Key=key, Body=data)

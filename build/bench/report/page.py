@@ -10,6 +10,7 @@ from typing import Any
 from slimserve.build.bench.report.tables import (
     binary_table,
     cold_table,
+    explain_table,
     load_table,
     size_table,
     speed_table,
@@ -100,6 +101,7 @@ def render_markdown(results: dict[str, Any], *, plots_dir: Path | None = None, p
         lines += ["", "### 3. Cold start (process start → first successful infer response)", "", *cold_table(example)]
         lines += ["", "### 4. Warm request overhead", "", *warm_table(example)]
         lines += ["", "### 5. Load through `slimserve local`", "", *load_table(example)]
+        lines += ["", "### 6. Warm explain latency (default method and budget)", "", *explain_table(example)]
     lines += ["", "## JSON vs binary tensors (1 MiB FP32)", "", *binary_table(results.get("json_vs_binary") or {})]
     plots = results.get("plots") or []
     if plots and plots_dir is not None:

@@ -1,4 +1,5 @@
-"""The per-example tables of BENCHMARKS.md (speed, size, cold start, warm overhead, load) and
+"""The per-example tables of BENCHMARKS.md (speed, size, cold start, warm overhead, load,
+explain) and
 the JSON-vs-binary table, each from its section of results.json; every timed table says which
 CPU and int8 instruction sets it was measured on."""
 
@@ -157,6 +158,24 @@ def warm_table(example: dict[str, Any]) -> list[str]:
         lines.append(row("JSON-encoding the response alone", "encode_json_response"))
     lines += ["", f"Difference of medians, slimserve.handler.main vs bare session.run: {fmt_ms(warm.get('difference_of_medians_handler_main_ms'))} ms."]
     return lines
+
+
+def explain_table(example: dict[str, Any]) -> list[str]:
+    explain = example.get("explain") or {}
+    latency = explain.get("latency") or {}
+    if not latency.get("runs"):
+        return ["_not measured_" + (f": {explain.get('error')}" if explain.get("error") else "")]
+    exact = "exact" if explain["exact"] else f"{explain['samples']} samples"
+    return [
+        *measured_on(explain),
+        f"Request: {explain['request']}; `POST .../explain` through Mangum + the app, warm; session threads: "
+        f"{explain['threads']}.",
+        "",
+        "| method | players | model evaluations | median ms | p90 ms | runs | residual |",
+        "|---|---|---|---|---|---|---|",
+        f"| {explain['method']} ({exact}) | {explain['players']} | {explain['model_evaluations']:,} | "
+        f"{fmt_ms(latency['median_ms'])} | {fmt_ms(latency['p90_ms'])} | {latency['runs']} | {explain['residual']:.2g} |",
+    ]
 
 
 def binary_table(binary: dict[str, Any]) -> list[str]:

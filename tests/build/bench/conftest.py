@@ -61,8 +61,13 @@ def fake_results() -> dict[str, Any]:
             }
         ],
     }
+    explain = {
+        "request": "the benchmark sentence (1 x 16 tokens) against a paraphrase", "method": "shapley-sampling",
+        "exact": False, "samples": 256, "players": 14, "model_evaluations": 262, "residual": 1e-16, "threads": 1,
+        "latency": {"median_ms": 61.5, "p90_ms": 70.25, "runs": 30},
+    }
     host = {"cpu": "Test CPU", "architecture": "x86_64", "int8_flags": ["avx2"]}
-    for section in (cold, warm, load):
+    for section in (cold, warm, load, explain):
         section["machine"] = host
     return {
         "command": "slimserve bench examples/minilm",
@@ -73,7 +78,7 @@ def fake_results() -> dict[str, Any]:
             "git": {},
         },
         "examples": {
-            "minilm": {"task": "embedding", "speed": {"cells": cells, "machine": host}, "size": size, "cold_start": cold, "warm": warm, "load": load, "errors": {}}
+            "minilm": {"task": "embedding", "speed": {"cells": cells, "machine": host}, "size": size, "cold_start": cold, "warm": warm, "load": load, "explain": explain, "errors": {}}
         },
         "json_vs_binary": {"machine": host, "binary_speedup_x": 40.0, "paths": {"json": {"median_ms": 400.0, "p90_ms": 420.0}, "binary": {"median_ms": 10.0, "p90_ms": 11.0}}},
     }

@@ -14,7 +14,7 @@ from slimserve.build.bench.provenance import TIMED_SECTIONS, host_record, machin
 def test_the_host_record_is_the_cpu_and_its_int8_instruction_sets() -> None:
     machine = {"cpu": {"model": "Xeon Test", "machine": "x86_64", "int8_flags": ["avx2", "avx512_vnni"], "logical_cores": 2}}
     assert host_record(machine) == {"cpu": "Xeon Test", "architecture": "x86_64", "int8_flags": ["avx2", "avx512_vnni"]}
-    assert set(TIMED_SECTIONS) == {"speed", "warm", "cold_start", "load", "json_vs_binary"}  # not "size": bytes
+    assert set(TIMED_SECTIONS) == {"speed", "warm", "cold_start", "load", "json_vs_binary", "explain"}  # not "size": bytes
 
 
 def test_machine_description_in_a_checkout_names_the_commit() -> None:

@@ -98,6 +98,8 @@ def test_quick_suite_on_digits_end_to_end(digits_build: Path, tmp_path: Path) ->
         record = on_disk["json_vs_binary"] if section == "json_vs_binary" else digits[section]
         assert record["machine"] == host, section
     assert "machine" not in digits["size"]
+    explain = digits["explain"]  # warm, default method and budget
+    assert explain["method"] == "kernel-shap" and explain["latency"]["runs"] == 5 and explain["residual"] < 1e-3
 
     speed = digits["speed"]
     assert {(cell["threads"], cell["shape"]) for cell in speed["cells"]} == {(1, "1x16"), (1, "8x64"), (2, "1x16"), (2, "8x64")}

@@ -303,6 +303,14 @@ def test_digits_build_serves_inference(request: pytest.FixtureRequest) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["outputs"]
+        # explain under the real runtime client: the Lambda context's remaining time bounds it,
+        # and the predicted class's logit is base + sum of the pixel attributions.
+        explained = httpx.post(server.url + path.replace("/infer", "/explain"), content=event["body"],
+                               headers={"content-type": "application/json"}, timeout=30)
+        assert explained.status_code == 200, explained.text
+        outputs = {output["name"]: output["data"] for output in explained.json()["outputs"]}
+        logit = max(outputs["logits"])
+        assert abs(outputs["base_value"][0] + sum(outputs["attributions"]) - logit) < 1e-3
     result = invoke_event(digits_build, event, options, console=quiet_console())
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["outputs"]

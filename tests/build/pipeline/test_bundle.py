@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_deterministic_zip_ignores_mtimes_and_order(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_rebuilding_the_zip_gives_the_same_bytes(digits_build: Path, tmp_path: Path) -> None:
     shipped = [name.removeprefix("model/") for name in names_in(digits_build / "lambda.zip") if name.startswith("model/")]
-    assert sorted(shipped) == ["manifest.json", "model.onnx", "openapi.json"]
+    assert sorted(shipped) == ["background.npy", "manifest.json", "model.onnx", "openapi.json"]
     report = build_zip(
         tmp_path / "lambda.zip",
         model_files={name: digits_build / name for name in shipped},
@@ -110,3 +111,15 @@ def test_report_summary_mentions_limits() -> None:
     report = BundleReport("z", 60 * 1024 * 1024, 100 * 1024 * 1024, 10, "3.12", "x86_64", True, [], "0" * 64)
     assert not report.fits_direct_upload and report.fits_unzipped
     assert "60.0 MB zipped (limit 50 MB for direct upload: OVER: deploy uploads it through S3)" in report.summary()
+
+
+def test_explanations_ship_with_numpy_and_onnxruntime_only(digits_build: Path) -> None:
+    """The explainer and its background are in lambda.zip; no explanation library is."""
+    names = set(names_in(digits_build / "lambda.zip"))
+    for required in ("slimserve/handler/explain/__init__.py", "slimserve/handler/explain/shapley.py", "model/background.npy"):
+        assert required in names, required
+    tops = {name.split("/")[0].split("-")[0].lower() for name in names}
+    assert not tops & {"shap", "lime", "sklearn", "scikit_learn", "scipy", "numba", "llvmlite", "pandas"}, tops
+    manifest = json.loads((digits_build / "manifest.json").read_text())
+    assert manifest["explain"]["background"] == "background.npy" and "background.npy" in manifest["files"]
+    assert (digits_build / "background.npy").stat().st_size < 8 * 1024

@@ -55,7 +55,8 @@ def test_inputs_too_large_for_the_manifest_record_no_canary(
     from slimserve.build.config import load_config
     from slimserve.build.pipeline import canary as canary_module
 
-    for name in ("manifest.json", "model.onnx"):
+    pinned = load_manifest(digits_build / "manifest.json").files
+    for name in ("manifest.json", "model.onnx", *pinned):
         (tmp_path / name).write_bytes((digits_build / name).read_bytes())
     manifest = load_manifest(tmp_path / "manifest.json").model_copy(update={"canary": None})
     (tmp_path / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")

@@ -15,8 +15,10 @@ def test_markdown_renders_every_section_from_the_results(fake_results: dict[str,
     results["plots"] = ["latency.png"]
     page = render_markdown(results, plots_dir=tmp_path / "bench", page=tmp_path / "BENCHMARKS.md")
     for heading in ("## Machine", "## Targets", "### 1. Model speed", "### 2. Size", "### 3. Cold start",
-                    "### 4. Warm request overhead", "### 5. Load", "## JSON vs binary", "## Plots"):
+                    "### 4. Warm request overhead", "### 5. Load", "### 6. Warm explain latency", "## JSON vs binary",
+                    "## Plots"):
         assert heading in page
+    assert "| shapley-sampling (256 samples) | 14 | 262 | 61.5 | 70.2 | 30 | 1e-16 |" in page
     assert "Test CPU" in page and "❌ missed" in page and "✅ met" in page
     assert "| 1 | batch 1 × 16 tokens | 12.0 / 13.2 | 4.00 / 4.40 | 2.00 / 2.20 | 2.00× | 6.00× |" in page
     assert "![latency](bench/latency.png)" in page
@@ -33,6 +35,7 @@ TIMED_HEADINGS = (
     "### 3. Cold start",
     "### 4. Warm request overhead",
     "### 5. Load",
+    "### 6. Warm explain latency",
     "## JSON vs binary",
 )
 
@@ -41,7 +44,8 @@ def test_every_speed_table_and_the_header_name_the_host_instruction_sets(fake_re
     vnni = ["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]
     fake_results["machine"]["cpu"].update(model="Xeon Test", int8_flags=vnni)
     example = fake_results["examples"]["minilm"]
-    for section in (example["speed"], example["cold_start"], example["warm"], example["load"], fake_results["json_vs_binary"]):
+    for section in (example["speed"], example["cold_start"], example["warm"], example["load"], example["explain"],
+                    fake_results["json_vs_binary"]):
         section["machine"] = {"cpu": "Xeon Test", "architecture": "x86_64", "int8_flags": vnni}
     page = render_markdown(fake_results)
 

@@ -45,6 +45,8 @@ REST_PROXY_KEYS = {
     "ANY /v2/models/{model_name}",
     "POST /v2/models/{model_name}/infer",
     "POST /v2/models/{model_name}/versions/{model_version}/infer",
+    "POST /v2/models/{model_name}/explain",
+    "POST /v2/models/{model_name}/versions/{model_version}/explain",
 }
 
 
@@ -67,7 +69,7 @@ def test_each_template_gives_its_gateway_config(
         assert (config.api_type, config.payload_format) == ("rest", "1.0")
         assert (config.stage, config.stage_prefix) == ("prod", "/prod")
         assert REST_PROXY_KEYS <= {route.key for route in config.routes}
-        assert len(config.routes) == 11  # 9 proxy resources + 2 validated infer methods
+        assert len(config.routes) == 13  # 9 proxy resources + 4 validated infer/explain methods
         assert {route.authorization for route in config.routes} == {"none"}
         keyed = name == "rest-api_key"
         assert {route.api_key_required for route in config.routes} == {keyed}
