@@ -66,8 +66,9 @@ MAX_FUNCTION_TIMEOUT_S = API_GATEWAY_TIMEOUT_S - 1
 # (headers, request context) that API Gateway adds.
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 EVENT_ENVELOPE_BYTES = 64 * 1024
-# Binary bodies reach Lambda base64-encoded: 4 bytes for every 3 (a body of 5 MiB arrives as
-# 6,990,508 bytes), so the largest body the handler can still answer with its own 413 is
+# Binary bodies reach Lambda base64-encoded (through a REST API every body is binary, JSON
+# too; through an HTTP API every non-text one): 4 bytes for every 3 (a body of 5 MiB arrives
+# as 6,990,508 bytes), so the largest body the handler can still answer with its own 413 is
 MAX_BODY_BYTES = (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES) // 4 * 3  # 4,669,440
 
 MAX_BUDGET_EMAILS = 10  # AWS Budgets: 10 e-mail subscribers per notification (plus one topic)

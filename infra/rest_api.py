@@ -41,8 +41,15 @@ INFER_PATHS = (
     "/v2/models/{model_name}/explain",
     "/v2/models/{model_name}/versions/{model_version}/explain",
 )
-# Binary tensor extension bodies; REST APIs base64-encode only the media types listed here.
-BINARY_MEDIA_TYPES = ("application/octet-stream",)
+# What a REST API treats as binary: a request body whose Content-Type matches reaches Lambda
+# base64-encoded (unchanged), and a base64 answer is decoded only when the request's first
+# Accept type matches. Open Inference Protocol clients do not pick those headers for API
+# Gateway (tritonclient sends binary tensors with neither), so every type is binary: bytes
+# arrive as sent (Mangum decodes them; JSON bodies too) and binary outputs come back as bytes
+# whatever Accept says. application/octet-stream is already covered by */*; it is listed too
+# because LocalStack (4.14) skips */* entries, so that emulated deploys still decode binary
+# answers for clients that ask for them.
+BINARY_MEDIA_TYPES = ("*/*", "application/octet-stream")
 
 
 class RestApiFront(Construct):

@@ -50,7 +50,7 @@ STACK_ROUTES = {
     "http": (Route("ANY", "/{proxy+}"),),
     "rest": tuple(Route("ANY", path) for path in _REST_PROXIES) + tuple(Route("POST", path) for path in _REST_INFER),
 }
-REST_BINARY_MEDIA_TYPES = ("application/octet-stream",)
+REST_BINARY_MEDIA_TYPES = ("*/*", "application/octet-stream")
 
 
 def stack_config(manifest: Manifest, api_type: str) -> GatewayConfig:
@@ -73,9 +73,6 @@ class Expected:
     error: str | None  # the handler's exact {"error": ...}; None for a success
     outputs: tuple[str, ...] | None = None  # a success: the output names, in order
     message: str | None = None  # API Gateway's own exact {"message": ...} (then no error)
-    # The body arrives base64-encoded: a REST API decodes a binary response only when the
-    # request's Accept names one of its binary media types.
-    base64: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +147,6 @@ def _expected(spec: Mapping[str, Any]) -> Expected:
         spec.get("error"),
         tuple(outputs) if outputs is not None else None,
         spec.get("message"),
-        spec.get("base64", False),
     )
 
 
@@ -192,11 +188,9 @@ def mismatch(expected: Expected, status: int, headers: Mapping[str, str], body: 
     if status != expected.status:
         return f"status {status}, expected {expected.status}: {got}"
     try:
-        if expected.base64:
-            body = base64.b64decode(body, validate=True)
         document = response_document(headers, body)
-    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
-        return f"not {'base64 of ' if expected.base64 else ''}JSON: {got}"
+    except (ValueError, UnicodeDecodeError):
+        return f"not JSON: {got}"
     if expected.message is not None:
         if document != {"message": expected.message}:
             return f"expected API Gateway's {{'message': {expected.message!r}}}, got {got}"

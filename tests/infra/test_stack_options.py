@@ -43,7 +43,7 @@ def test_rest_api_keys_with_a_per_key_usage_plan(rest_api_key: Any) -> None:
         {
             "Name": "slimserve-digits",
             "EndpointConfiguration": {"Types": ["REGIONAL"]},
-            "BinaryMediaTypes": ["application/octet-stream"],
+            "BinaryMediaTypes": ["*/*", "application/octet-stream"],
         },
     )
     template.resource_count_is("AWS::ApiGateway::ApiKey", 2)

@@ -8,7 +8,7 @@ Facts encoded here (see docs of API Gateway; measured behaviour noted where the 
   whose Content-Type is not text/*, application/json, application/xml or application/javascript
   (a missing Content-Type and form posts count as binary).
 - REST API keeps header case and base64-encodes a request body only when its Content-Type
-  matches ``binaryMediaTypes``.
+  matches ``binaryMediaTypes`` (``rest_treats_as_binary``).
 - What the authorizer learnt reaches the function: HTTP API 2.0 puts it in
   ``requestContext.authorizer`` (``jwt.claims``/``scopes``, or ``iam``), payload 1.0 in
   ``requestContext.identity`` (``accessKey``, ``apiKey``, ``apiKeyId``). Locally nothing is
@@ -35,6 +35,8 @@ LOCAL_API_ID = "local"
 LOCAL_REGION = "us-east-1"
 
 _HTTP_API_TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
+# The media type a REST API assumes for a request without Content-Type (or Accept).
+REST_DEFAULT_MEDIA_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -95,15 +97,33 @@ def media_type(content_type: str | None) -> str:
 
 
 def media_type_matches(candidate: str, patterns: Sequence[str]) -> bool:
-    """Match a media type against binaryMediaTypes entries, which may use ``*`` wildcards."""
-    if not candidate:
+    """Match a media type against binaryMediaTypes entries as REST APIs do: an entry matches
+    its own type, ``type/*`` every subtype of that type, ``*/*`` everything. A wildcard type
+    before a concrete subtype (``*/png``) matches nothing, and a wildcard in the candidate
+    matches only an entry that covers it (``Accept: image/*`` is not ``image/png``): measured
+    against AWS by LocalStack's test_aws_proxy_binary_response."""
+    kind, slash, sub = candidate.partition("/")
+    if not (kind and slash and sub):
         return False
-    kind, _, sub = candidate.partition("/")
     for pattern in patterns:
         p_kind, _, p_sub = media_type(pattern).partition("/")
-        if p_kind in ("*", kind) and p_sub in ("*", sub):
+        if p_kind == "*":
+            if p_sub == "*":
+                return True
+        elif p_kind == kind and p_sub in ("*", sub):
             return True
     return False
+
+
+def rest_treats_as_binary(header_value: str | None, binary_media_types: Sequence[str]) -> bool:
+    """Whether a REST API treats a request's Content-Type, or the first type of its Accept
+    (``header_value``), as binary. A request without Content-Type is taken as
+    application/json (API Gateway's docs: "Method request behavior for payloads without
+    mapping templates"); one without Accept is assumed to be taken the same way (not
+    documented). Either way only a list covering application/json (``*/*``,
+    ``application/*``) makes such a request binary."""
+    first = media_type((header_value or "").split(",", 1)[0]) or REST_DEFAULT_MEDIA_TYPE
+    return media_type_matches(first, binary_media_types)
 
 
 def http_api_treats_as_text(content_type: str | None) -> bool:
@@ -301,7 +321,7 @@ def build_v1_event(
 
     content_type = request.header("content-type")
     if api_type == "rest":
-        as_base64 = media_type_matches(media_type(content_type), binary_media_types)
+        as_base64 = rest_treats_as_binary(content_type, binary_media_types)
     else:
         as_base64 = not http_api_treats_as_text(content_type)
     body, is_base64 = encode_body(request.body, as_base64)

@@ -4,7 +4,7 @@ Gateway's rules for what counts as a malformed result (502) and when a base64 bo
 - HTTP API 2.0: a result that is valid JSON but not an object with ``statusCode`` is sent as a
   200 application/json body. Payload 1.0 has no such inference.
 - REST API decodes a base64 response only when the request's first Accept type matches
-  ``binaryMediaTypes``.
+  ``binaryMediaTypes`` (``rest_treats_as_binary``; ``*/*`` matches every Accept).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slimserve.build.local.apigw.events import ApiType, HttpResponse, media_type, media_type_matches
+from slimserve.build.local.apigw.events import ApiType, HttpResponse, rest_treats_as_binary
 
 
 class InvalidLambdaResponse(ValueError):
@@ -112,8 +112,7 @@ def http_response_from_v1_result(
 
     if api_type == "rest":
         # Only the first Accept type counts (documented REST API behaviour).
-        first_accept = media_type((accept or "").split(",", 1)[0])
-        decode = media_type_matches(first_accept, binary_media_types)
+        decode = rest_treats_as_binary(accept, binary_media_types)
     else:
         decode = True
     return HttpResponse(_status(result["statusCode"]), headers, _body_bytes(result, decode))

@@ -1,14 +1,12 @@
-"""Real Open Inference Protocol clients against `slimserve local`, as users run them: KServe's
-Python SDK (`kserve.InferenceRESTClient`, which puts model_name and id in every body) and
-Triton's (`tritonclient.http`, binary tensors by default, no Content-Type), for metadata,
-readiness and inference, JSON and binary, through the default stack (HTTP API + IAM, requests
-signed with SigV4) and a REST API with API keys.
+"""Real Open Inference Protocol clients against `slimserve local`, as users run them, with their
+default headers: KServe's Python SDK (`kserve.InferenceRESTClient`, which puts model_name and id
+in every body) and Triton's (`tritonclient.http`, binary tensors by default, no Content-Type and
+no Accept), for metadata, readiness and inference, JSON and binary, through the default stack
+(HTTP API + IAM, requests signed with SigV4) and a REST API with API keys.
 
-REST APIs convert a body to text unless its Content-Type is one of the stack's binary media
-types (application/octet-stream), and return a binary response base64-encoded unless the
-request's first Accept type is one: binary tensors through a REST API need both headers
-(KServe sets the Content-Type itself; tritonclient sets neither, so it is given them here).
-HTTP APIs base64 every non-text body and decode every base64 answer: nothing to add there."""
+HTTP APIs base64 every non-text body and decode every base64 answer. The REST stack lists every
+media type as binary (*/*), so it passes every body unchanged and decodes binary answers
+whatever the client's Accept says: nothing to add for either client on either API."""
 
 from __future__ import annotations
 
@@ -25,12 +23,11 @@ import pytest
 
 from slimserve.build.local.run import LocalServer
 
-from localkit import SHAPES, credential_lines, credentials, serve_shape
+from localkit import credential_lines, credentials, serve_shape
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("v2-clients")]
 
 CLIENT_SHAPES = ["http-iam", "rest-api_key"]
-BINARY = {"Content-Type": "application/octet-stream", "Accept": "application/octet-stream"}
 
 
 @pytest.fixture(scope="module", params=CLIENT_SHAPES)
@@ -112,11 +109,10 @@ def test_kserve_infer(served, binary: bool) -> None:
     tensor.set_data_from_numpy(batch, binary_data=binary)
     outputs = [RequestedOutput("logits", {"binary_data": binary}), RequestedOutput("label")]
     request = InferRequest("digits", [tensor], request_id="kserve-1", request_outputs=outputs)
-    headers = {"accept": "application/octet-stream"} if binary else None
 
     async def infer():
         async with kserve_client(shape) as client:
-            return await client.infer(servers["digits"].url, request, model_name="digits", headers=headers)
+            return await client.infer(servers["digits"].url, request, model_name="digits")
 
     response = run(infer())
     assert response.id == "kserve-1" and response.model_name == "digits"
@@ -168,12 +164,12 @@ def triton(served):
     client = httpclient.InferenceServerClient(url=f"{parts.netloc}{parts.path}", network_timeout=30.0)
     # tritonclient takes fixed headers per call: the local gateway checks a signature's shape.
     auth = dict(line.split(": ", 1) for line in credential_lines(shape))
-    yield client, auth, SHAPES[shape]["api"]
+    yield client, auth
     client.close()
 
 
 def test_triton_readiness_and_metadata(triton) -> None:
-    client, auth, _ = triton
+    client, auth = triton
     assert client.is_server_live(headers=auth) and client.is_server_ready(headers=auth)
     assert client.is_model_ready("digits", headers=auth)
     assert "binary_tensor_data" in client.get_server_metadata(headers=auth)["extensions"]
@@ -185,13 +181,12 @@ def test_triton_readiness_and_metadata(triton) -> None:
 def test_triton_infer(triton, binary: bool) -> None:
     import tritonclient.http as httpclient
 
-    client, auth, api = triton
+    client, auth = triton
     batch = pixels(4)
     tensor = httpclient.InferInput("pixels", list(batch.shape), "FP32")
     tensor.set_data_from_numpy(batch, binary_data=binary)
     outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("logits", "label")]
-    headers = {**auth, **(BINARY if binary and api == "rest" else {})}
-    result = client.infer("digits", inputs=[tensor], outputs=outputs, request_id="triton-1", headers=headers)
+    result = client.infer("digits", inputs=[tensor], outputs=outputs, request_id="triton-1", headers=auth)
     logits = result.as_numpy("logits")
     assert logits.shape == (4, 10)
     labels = [v.decode() if isinstance(v, bytes) else str(v) for v in result.as_numpy("label").ravel()]
@@ -199,28 +194,24 @@ def test_triton_infer(triton, binary: bool) -> None:
     assert result.get_response()["id"] == "triton-1"
 
 
-def test_triton_binary_unchanged_works_through_http_apis_only(triton) -> None:
-    """tritonclient sends binary tensors without a Content-Type. An HTTP API base64-encodes such
-    a body; a REST API converts it to UTF-8 text first (invalid sequences become U+FFFD), so
-    the handler finds that the tensor sizes do not add up."""
+def test_triton_default_binary_request_and_outputs(triton) -> None:
+    """tritonclient's defaults: binary input and outputs, neither Content-Type nor Accept (the
+    credentials are the only headers). Both APIs pass the body and the answer as bytes."""
     import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
 
-    client, auth, api = triton
+    client, auth = triton
     tensor = httpclient.InferInput("pixels", [1, 64], "FP32")
-    tensor.set_data_from_numpy(pixels(1), binary_data=True)
-    if api == "http":
-        assert client.infer("digits", inputs=[tensor], headers=auth).as_numpy("logits").shape == (1, 10)
-        return
-    with pytest.raises(InferenceServerException, match="bytes of binary data are not claimed by any input"):
-        client.infer("digits", inputs=[tensor], headers=auth)
+    tensor.set_data_from_numpy(pixels(1))  # binary_data=True by default
+    result = client.infer("digits", inputs=[tensor], headers=auth)
+    assert result.as_numpy("logits").shape == (1, 10)
+    assert all("data" not in output for output in result.get_response()["outputs"])  # binary outputs
 
 
 def test_triton_reports_the_handlers_error(triton) -> None:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    client, auth, _ = triton
+    client, auth = triton
     tensor = httpclient.InferInput("pixels", [1, 8], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 8), dtype=np.float32), binary_data=False)
     with pytest.raises(InferenceServerException, match=r"the model expects \[-1, 64\]"):

@@ -17,6 +17,7 @@ from slimserve.build.local.apigw.gateway import Gateway
 from slimserve.build.local.apigw.routing import Route
 from slimserve.build.local.runtime_api import InvocationResult
 
+from hostilekit import REST_BINARY_MEDIA_TYPES
 from repo import EVENTS_DIR
 
 EVENTS = EVENTS_DIR
@@ -138,22 +139,33 @@ def test_rest_api_base64_encodes_only_binary_media_types() -> None:
     gateway.handle(
         request("POST", "/prod", "", [("Content-Type", "application/octet-stream")], b"x")
     )
+    gateway.handle(request("POST", "/prod", "", [], b"y"))  # no Content-Type: application/json
     assert received[0]["isBase64Encoded"] is True
     assert base64.b64decode(received[0]["body"]) == b"\x89PNG"
-    assert received[1]["isBase64Encoded"] is False
-    assert received[1]["body"] == "x"
+    assert [(e["isBase64Encoded"], e["body"]) for e in received[1:]] == [(False, "x"), (False, "y")]
 
 
-REST_BINARY = GatewayConfig(
+REST_STACK = GatewayConfig(
     api_type="rest",
     payload_format="1.0",
     stage="prod",
     routes=(Route("ANY", "/"),),
-    binary_media_types=("application/octet-stream",),  # what slimserve's REST stack declares
+    binary_media_types=REST_BINARY_MEDIA_TYPES,  # what slimserve's REST stack declares
 )
 
 
-@pytest.mark.parametrize("config", [GatewayConfig(), REST_BINARY], ids=["http", "rest"])
+@pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream", "text/plain", None])
+def test_slimserve_rest_stack_passes_every_body_unchanged(content_type: str | None) -> None:
+    """*/* makes every request body binary: base64 in the event, bytes as sent (invalid
+    UTF-8 included), whatever the Content-Type, or none (tritonclient sends none)."""
+    submit, received = fake_function(lambda e: OK)
+    headers = [("Host", "h")] + ([("Content-Type", content_type)] if content_type else [])
+    raw = b'{"x":"caf\xe9\xff"}'
+    Gateway(REST_STACK, submit).handle(request("POST", "/prod/", "", headers, raw))
+    assert received[0]["isBase64Encoded"] is True
+    assert base64.b64decode(received[0]["body"]) == raw
+
+
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
@@ -161,14 +173,10 @@ REST_BINARY = GatewayConfig(
         ("application/octet-stream", base64.b64encode(b'{"x":"caf\xe9\xff"}').decode()),
     ],
 )
-def test_invalid_utf_8_reaches_the_function_only_in_binary_bodies(
-    config: GatewayConfig, content_type: str, body: str
-) -> None:
+def test_invalid_utf_8_reaches_an_http_api_function_only_in_binary_bodies(content_type: str, body: str) -> None:
     submit, received = fake_function(lambda e: OK)
     headers = [("Host", "h"), ("Content-Type", content_type)]
-    Gateway(config, submit).handle(
-        request("POST", config.stage_prefix + "/", "", headers, b'{"x":"caf\xe9\xff"}')
-    )
+    Gateway(GatewayConfig(), submit).handle(request("POST", "/", "", headers, b'{"x":"caf\xe9\xff"}'))
     assert received[0]["body"] == body
     assert received[0]["isBase64Encoded"] is (content_type == "application/octet-stream")
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from slimserve.build.local.apigw.events import media_type_matches
+from slimserve.build.local.apigw.events import media_type_matches, rest_treats_as_binary
 from slimserve.build.local.apigw.responses import (
     InvalidLambdaResponse,
     http_response_from_v1_result,
@@ -99,3 +99,45 @@ def test_media_type_wildcards() -> None:
     assert media_type_matches("application/x-npy", ["*/*"])
     assert not media_type_matches("text/plain", ["image/*"])
     assert not media_type_matches("", ["*/*"])
+    assert not media_type_matches("application", ["*/*"])
+    # As AWS does (LocalStack's AWS-validated test_aws_proxy_binary_response): a wildcard type
+    # before a concrete subtype matches nothing, and a wildcard in the candidate only what
+    # covers it.
+    assert not media_type_matches("random/test", ["*/test"])
+    assert not media_type_matches("image/*", ["image/png"])
+    assert not media_type_matches("*/*", ["image/png", "application/*"])
+    assert media_type_matches("application/*", ["application/*"])
+    assert media_type_matches("*/*", ["*/*"])
+
+
+@pytest.mark.parametrize(
+    ("header", "types", "binary"),
+    [
+        (None, ["application/octet-stream"], False),  # taken as application/json
+        (None, ["*/*"], True),
+        (None, ["application/*"], True),
+        ("", ["*/*"], True),
+        ("application/json, application/octet-stream", ["application/octet-stream"], False),
+        ("application/octet-stream;q=0.9, text/html", ["application/octet-stream"], True),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", ["*/*"], True),
+        ("*/*", ["application/octet-stream"], False),
+        ("*/*", ["*/*", "application/octet-stream"], True),
+    ],
+)
+def test_rest_binary_decision_uses_the_first_type_or_application_json(
+    header: str | None, types: list[str], binary: bool
+) -> None:
+    assert rest_treats_as_binary(header, types) is binary
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/html, */*;q=0.8"])
+def test_rest_with_every_type_binary_decodes_for_any_accept(accept: str | None) -> None:
+    """slimserve's REST stack lists */*: clients that do not name a binary type first (KServe,
+    tritonclient: no Accept at all) still get bytes, and text answers pass through."""
+    binary = json.dumps(
+        {"statusCode": 200, "body": base64.b64encode(b"\x00\xff").decode(), "isBase64Encoded": True}
+    ).encode()
+    text = json.dumps({"statusCode": 200, "body": '{"a": "\u00e9"}', "isBase64Encoded": False}).encode()
+    kinds = ("*/*", "application/octet-stream")
+    assert http_response_from_v1_result(binary, api_type="rest", accept=accept, binary_media_types=kinds).body == b"\x00\xff"
+    assert http_response_from_v1_result(text, api_type="rest", accept=accept, binary_media_types=kinds).body == '{"a": "\u00e9"}'.encode()

@@ -74,7 +74,7 @@ def test_each_template_gives_its_gateway_config(
         keyed = name == "rest-api_key"
         assert {route.api_key_required for route in config.routes} == {keyed}
         assert config.api_keys == ({"slimserve-digits-default": LOCAL_KEY} if keyed else {})
-        assert config.binary_media_types == ("application/octet-stream",)
+        assert config.binary_media_types == ("*/*", "application/octet-stream")
         assert config.integration_timeout_s == 29
         assert any("request validation" in note for note in config.notes)
     # The function as the stack configures it: the manifest's 20 s / 1024 MB unless overridden.
