@@ -50,6 +50,7 @@ class InferenceService:
         parameters: dict[str, Any] = {"task": self.manifest.task, "limits": self.limits.model_dump()}
         if self.manifest.labels:
             parameters["labels"] = self.manifest.labels
+        parameters["model"] = {"version": self.manifest.version, "sha256": self.manifest.model.sha256}  # what `live` serves
         self._metadata = {
             "name": self.manifest.name,
             "versions": [self.manifest.version],

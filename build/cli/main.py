@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from slimserve.build.cli import commands, deploying
+from slimserve.build.cli import commands, deploying, releases
 from slimserve.build.cli.common import err, print_error
 from slimserve.build.errors import (
     EXIT_FAILURE,
@@ -83,6 +83,8 @@ for _command in (
     deploying.deploy,
     deploying.diff,
     deploying.destroy,
+    releases.versions,
+    releases.rollback,
     commands.bench,
 ):
     app.command()(_command)
