@@ -75,10 +75,15 @@ exec "$@"
 """
 
 
+# Interpreters tried, newest first, when the runtime's own Python is not on this host.
+_FALLBACK_PYTHONS = ("3.14", "3.13", "3.12", "3.11")
+
+
 @dataclass(frozen=True)
 class _Runtime:
     interpreter: PythonInterpreter
     runtime_dir: Path
+    wanted: str  # the runtime's Python; interpreter.version differs when it is not on this host
 
 
 def _python_version(runtime: str | None) -> str:
@@ -128,11 +133,16 @@ class HostRuntimeExecutor(RuntimeExecutor):
             known = cls._runtimes.get((python, architecture))
             if known:
                 return known
-            interpreter = find_python(python)
+            interpreter = find_python(python) or next(
+                filter(None, (find_python(other) for other in _FALLBACK_PYTHONS)), None
+            )
             if interpreter is None:
                 raise LambdaRuntimeException(f"no working python{python} found on this host")
             runtime_dir, installed_now = ensure_runtime_client(
-                cache_dir(), python, interpreter.lambda_architecture, compile_with=interpreter
+                cache_dir(),
+                interpreter.version,
+                interpreter.lambda_architecture,
+                compile_with=interpreter,
             )
             LOG.info(
                 "slimserve-host: python%s at %s, runtime client %s in %s",
@@ -141,7 +151,7 @@ class HostRuntimeExecutor(RuntimeExecutor):
                 "installed" if installed_now else "cached",
                 runtime_dir,
             )
-            runtime = _Runtime(interpreter, runtime_dir)
+            runtime = _Runtime(interpreter, runtime_dir, python)
             cls._runtimes[(python, architecture)] = runtime
             return runtime
 
@@ -156,22 +166,23 @@ class HostRuntimeExecutor(RuntimeExecutor):
         for layer in function_version.config.layers:
             if layer.code:
                 layer.code.prepare_for_execution()
-        architecture = str(function_version.config.architectures[0])
-        host_architecture = runtime.interpreter.lambda_architecture
-        if host_architecture != architecture:
-            # Pure-Python code (CDK's own handlers are arm64) runs anywhere; native libraries
-            # built for another machine would only fail later, at import.
+        # Pure-Python code (CDK's handlers are arm64; the traffic hooks use the newest
+        # runtime) runs on another machine or Python; native libraries built for another one
+        # would only fail later, at import.
+        wanted = f"python{runtime.wanted} {str(function_version.config.architectures[0])}"
+        host = f"python{runtime.interpreter.version} {runtime.interpreter.lambda_architecture}"
+        if wanted != host:
             native = _native_libraries(Path(code.get_unzipped_code_location())) if code else []
             if native and not config.LAMBDA_IGNORE_ARCHITECTURE:
                 raise LambdaRuntimeException(
-                    f"the function is built for {architecture} with native libraries "
-                    f"({native[0]}...) and this host is {host_architecture}"
+                    f"the function is built for {wanted} with native libraries ({native[0]}...) "
+                    f"and this host runs it as {host}"
                 )
             LOG.warning(
-                "slimserve-host: %s is built for %s; running it on %s (no native libraries)",
+                "slimserve-host: %s is built for %s; running it as %s (no native libraries)",
                 function_version.qualified_arn,
-                architecture,
-                host_architecture,
+                wanted,
+                host,
             )
 
     @classmethod

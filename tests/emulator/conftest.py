@@ -53,3 +53,4 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+

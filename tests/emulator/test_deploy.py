@@ -116,12 +116,18 @@ def deploy(emulator: Emulator, build: Path, keys: Keys, *options: str) -> Deploy
     return read_stack(emulator, build / "cdk.out" / f"{STACK}.template.json")
 
 
-def assert_every_resource_created(deployed: Deployed) -> None:
+def assert_every_resource_created(deployed: Deployed, *, earlier_versions: int = 0) -> None:
+    """Every logical id of the template is a stack resource, complete and real (only the
+    CodeDeploy pair are placeholders). Beyond them, only the function versions earlier deploys
+    published: DeletionPolicy Retain keeps them, and LocalStack keeps listing them."""
     wanted = {logical_id: r["Type"] for logical_id, r in deployed.template["Resources"].items()}
-    assert sorted(deployed.resources) == sorted(wanted), "template logical ids != stack resources"
-    incomplete = {k: r["ResourceStatus"] for k, r in deployed.resources.items() if not r["ResourceStatus"].endswith("_COMPLETE")}
+    assert sorted(set(wanted) - set(deployed.resources)) == [], "template resources not created"
+    extra = {k: r["ResourceType"] for k, r in deployed.resources.items() if k not in wanted}
+    assert list(extra.values()) == ["AWS::Lambda::Version"] * earlier_versions, extra
+    current = {k: r for k, r in deployed.resources.items() if k in wanted}
+    incomplete = {k: r["ResourceStatus"] for k, r in current.items() if not r["ResourceStatus"].endswith("_COMPLETE")}
     assert not incomplete
-    placeholders = {wanted[k] for k, r in deployed.resources.items() if r["PhysicalResourceId"] == "unknown"}
+    placeholders = {wanted[k] for k, r in current.items() if r["PhysicalResourceId"] == "unknown"}
     assert placeholders == PLACEHOLDER_TYPES
 
 
@@ -137,6 +143,7 @@ def binary_request() -> tuple[bytes, dict[str, str]]:
         {
             "inputs": [{**{k: tensor[k] for k in ("name", "shape", "datatype")}, "parameters": {"binary_data_size": len(raw)}}],
             "outputs": [{"name": "label", "parameters": {"binary_data": False}}],
+            "parameters": REQUEST["parameters"],  # top_k, as in the JSON request
         }
     ).encode()
     headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
@@ -209,7 +216,7 @@ def function_name(emulator: Emulator) -> str:
 
 
 def test_package_s3_uploads_the_model_and_the_function_verifies_it(v2: Deployed, emulator: Emulator, builds: dict[str, Path]) -> None:
-    assert_every_resource_created(v2)
+    assert_every_resource_created(v2, earlier_versions=1)
     bucket, key, version_id = model_object(emulator)
     stored = emulator.client("s3").get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
     manifest = json.loads((builds["2"] / "manifest.json").read_text())
