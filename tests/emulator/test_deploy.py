@@ -165,6 +165,65 @@ def model_info(api: str) -> dict[str, str]:
     return response.json()["parameters"]["model"]
 
 
+# --- the executor: Lambda's semantics for any zip function ---------------------------------------
+
+FUNCTION_CODE = """
+import os, time
+if os.environ.get("FAIL_AT_INIT"):
+    raise RuntimeError("broken at init")
+def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("fail"):
+        raise ValueError("boom")
+    return {"request_id": context.aws_request_id, "arn": context.invoked_function_arn,
+            "version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"], "memory": os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
+            "region": os.environ["AWS_REGION"], "mine": os.environ.get("MINE"), "endpoint": os.environ.get("AWS_ENDPOINT_URL")}
+"""
+
+
+def test_the_executor_runs_a_function_as_lambda_does(emulator: Emulator, tmp_path: Path) -> None:
+    import io
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as code:
+        code.writestr("app.py", FUNCTION_CODE)
+    lambda_ = emulator.client("lambda")
+    name = "executor-check"
+    lambda_.create_function(
+        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role="arn:aws:iam::000000000000:role/check",
+        Code={"ZipFile": archive.getvalue()}, Timeout=1, MemorySize=256, Environment={"Variables": {"MINE": "yes"}},
+    )
+    try:
+        lambda_.get_waiter("function_active_v2").wait(FunctionName=name)
+
+        def invoke(event: dict[str, Any]) -> tuple[dict[str, Any], str | None, Any]:
+            answer = lambda_.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+            return answer["ResponseMetadata"], answer.get("FunctionError"), json.loads(answer["Payload"].read())
+
+        metadata, error, body = invoke({})
+        assert error is None
+        # The caller's request id reaches the handler (context.aws_request_id), as on Lambda.
+        assert body["request_id"] == metadata["HTTPHeaders"]["x-amzn-requestid"]
+        assert body["arn"].endswith(f":function:{name}") or body["arn"].endswith(f":function:{name}:$LATEST")
+        assert (body["version"], body["memory"], body["region"], body["mine"]) == ("$LATEST", "256", "us-east-1", "yes")
+        assert body["endpoint"].startswith("http://127.0.0.1:")  # boto3 in the function reaches the emulator
+        _, error, body = invoke({"fail": True})
+        assert (error, body["errorType"], body["errorMessage"]) == ("Unhandled", "ValueError", "boom")
+        _, error, body = invoke({"sleep": 3})
+        assert (error, body["errorType"]) == ("Unhandled", "Sandbox.Timedout")
+        assert body["errorMessage"].endswith("Task timed out after 1.00 seconds")
+        assert invoke({})[1] is None  # a fresh environment after the timeout
+
+        lambda_.update_function_configuration(FunctionName=name, Environment={"Variables": {"FAIL_AT_INIT": "1"}})
+        lambda_.get_waiter("function_updated_v2").wait(FunctionName=name)
+        _, error, body = invoke({})
+        # The runtime's own init error document, as Lambda returns it.
+        assert (error, body["errorType"], body["errorMessage"]) == ("Unhandled", "RuntimeError", "broken at init")
+    finally:
+        lambda_.delete_function(FunctionName=name)
+
+
 # --- v1: REST API, model in lambda.zip ----------------------------------------------------------
 
 
