@@ -89,9 +89,9 @@ def rollback(
             soft_wrap=True,
         )
         return
+    was = "the canary's share of its traffic removed" if result.from_version == result.to_version else f"was {result.from_version}"
     err.print(
-        f"[green]rolled back[/green] {stack_name}: live now points at version {result.to_version} "
-        f"(was {result.from_version})",
+        f"[green]rolled back[/green] {stack_name}: live now points at version {result.to_version} ({was})",
         highlight=False,
         soft_wrap=True,
     )

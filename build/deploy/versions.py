@@ -75,6 +75,11 @@ class StackVersions:
     live_version: str  # the version live points at (the old one while a canary runs)
     versions: list[DeployedVersion]  # newest first
 
+    @property
+    def canary_running(self) -> bool:
+        """Live splits its traffic: part of it goes to a version other than ``live_version``."""
+        return any(v.live_weight > 0 for v in self.versions if v.number != self.live_version)
+
     def find(self, number: str) -> DeployedVersion:
         for version in self.versions:
             if version.number == number:
@@ -181,9 +186,12 @@ class RollbackResult:
 
 
 def choose_target(stack: StackVersions, to: str | None) -> DeployedVersion:
-    """``--to`` or else the newest version older than the live one."""
+    """``--to``, else the version live points at when a canary splits its traffic (the new
+    version stops getting any), else the newest version older than the live one."""
     if to is not None:
         return stack.find(to)
+    if stack.canary_running:
+        return stack.find(stack.live_version)
     older = [v for v in stack.versions if int(v.number) < int(stack.live_version)]
     if not older:
         raise RollbackRefused(
@@ -196,7 +204,7 @@ def choose_target(stack: StackVersions, to: str | None) -> DeployedVersion:
 def check_rollback_target(stack: StackVersions, target: DeployedVersion, clients: Clients) -> None:
     """Refuse a target whose gate failed or is unknown, or whose model artefact is gone."""
     where = f"{stack.stack_name} version {target.number}"
-    if target.number == stack.live_version:
+    if target.number == stack.live_version and not stack.canary_running:
         raise RollbackRefused(f"{where} is what live already points at")
     record = target.record
     if record is None:

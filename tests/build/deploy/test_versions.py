@@ -40,9 +40,18 @@ def client_error(code: str, message: str) -> ClientError:
 class FakeAws:
     """CloudFormation, Lambda, S3 and CodeDeploy, as far as versions/rollback use them."""
 
-    def __init__(self, versions: list[dict[str, Any]], *, live: str, codedeploy: bool = False, gone: set[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        versions: list[dict[str, Any]],
+        *,
+        live: str,
+        canary: dict[str, float] | None = None,
+        codedeploy: bool = False,
+        gone: set[str] = frozenset(),
+    ) -> None:
         self.versions = versions
         self.live = live
+        self.canary = canary or {}
         self.codedeploy = codedeploy
         self.gone = gone
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -68,7 +77,7 @@ class FakeAws:
 
     # lambda
     def get_alias(self, FunctionName: str, Name: str) -> dict[str, Any]:
-        return {"FunctionVersion": self.live}
+        return {"FunctionVersion": self.live, "RoutingConfig": {"AdditionalVersionWeights": self.canary}}
 
     def get_paginator(self, name: str) -> FakeAws:
         return self
@@ -143,6 +152,15 @@ def test_rollback_defaults_to_the_version_before_live_and_points_the_alias_direc
     assert aws.calls == [
         ("update_alias", {"FunctionName": FUNCTION, "Name": "live", "FunctionVersion": "2", "RoutingConfig": {"AdditionalVersionWeights": {}}})
     ]
+
+
+def test_during_a_canary_versions_show_the_split_and_rollback_ends_it() -> None:
+    aws = three_versions(live="2", canary={"3": 0.1})
+    found = read_versions(STACK, aws)
+    assert [v.live_weight for v in found.versions] == [0.1, 0.9, 0.0]
+    result = rollback(STACK, None, aws)
+    assert (result.from_version, result.to_version) == ("2", "2")
+    assert aws.calls[0][1]["RoutingConfig"] == {"AdditionalVersionWeights": {}}
 
 
 def test_rollback_goes_through_codedeploy_when_the_stack_has_it() -> None:
