@@ -1,9 +1,9 @@
 """slimserve deploy for real, offline: the digits stack on the AWS emulator (LocalStack on the
 host, functions run by slimserve's own runner), end to end, as a user runs it.
 
-One stack, deployed three times in order (the tests of this module depend on that order):
-v1 as a REST API from lambda.zip, then v2 with ``package=s3`` as an update (new version,
-model object in S3), then rollbacks; destroy at the end. Both builds are signed and every
+First a small function checks the executor's Lambda semantics. Then one stack, in order (the
+tests of this module depend on that order): v1 as a REST API from lambda.zip, v2 with
+``package=s3`` as an update (a new version, the model object in S3), rollbacks, destroy. Both builds are signed and every
 deploy verifies the signature. What the emulator cannot show (IAM enforcement, the HTTP API,
 CodeDeploy, alarm states) stays with the template tests and ``slimserve local``.
 """
@@ -11,6 +11,7 @@ CodeDeploy, alarm states) stays with the template tests and ``slimserve local``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import struct
@@ -182,9 +183,7 @@ def handler(event, context):
 """
 
 
-def test_the_executor_runs_a_function_as_lambda_does(emulator: Emulator, tmp_path: Path) -> None:
-    import io
-
+def test_the_executor_runs_a_function_as_lambda_does(emulator: Emulator) -> None:
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as code:
         code.writestr("app.py", FUNCTION_CODE)
