@@ -64,6 +64,19 @@ class CredentialsError(UsageError):
     says how to provide them."""
 
 
+class SignatureError(UsageError):
+    """A bundle cannot be signed, or its signature is missing or does not verify against the
+    configured public key: nothing was deployed."""
+
+
+class StackNotDeployed(UsageError):
+    """The target's stack does not exist in the account and region the credentials name."""
+
+
+class RollbackRefused(UsageError):
+    """``slimserve rollback`` will not point live at that version (gate, artefact, no such one)."""
+
+
 # --- the gate (exit 3) ---------------------------------------------------------------------------
 
 
@@ -115,9 +128,20 @@ class TemplateError(LocalRunError, ValueError):
 class FunctionStartError(LocalRunError):
     """The function did not initialise: carries the error type and the process output tail."""
 
-    def __init__(self, message: str, *, error_type: str, log_tail: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        log_tail: Sequence[str] = (),
+        document: dict[str, Any] | None = None,
+    ) -> None:
         self.error_type = error_type
         self.log_tail = list(log_tail)
+        # The message alone (str() appends the output tail), and the runtime's init error
+        # document when it posted one (/init/error): what Lambda's Invoke API would return.
+        self.message = message
+        self.document = document
         details = "\n".join(self.log_tail[-25:])
         super().__init__(f"{message}\n--- function output ---\n{details}" if details else message)
 
@@ -137,3 +161,7 @@ class CdkError(SlimserveBuildError):
 
 class RemoteError(SlimserveBuildError):
     """A request to a deployed API could not be made."""
+
+
+class AwsError(SlimserveBuildError):
+    """An AWS API call (CloudFormation, Lambda, CodeDeploy, S3) failed; the message is AWS's."""

@@ -39,6 +39,7 @@ MODEL_FILE = "model.onnx"
 REPORT_FILE = "report.md"
 PLOT_FILE = "report.png"
 WORK_DIR = "work"
+SIGNATURE_FILE = "model.sig"  # OpenSSF model-signing bundle over the build's files (build/deploy/signing.py)
 
 ENV_CACHE_DIR = "SLIMSERVE_CACHE_DIR"
 

@@ -55,6 +55,7 @@ class InferenceService:
         if self.manifest.explain is not None:
             offered = self.manifest.explain.to_dict()
             parameters["explain"] = {key: value for key, value in offered.items() if key != "background" and value is not None}
+        parameters["model"] = {"version": self.manifest.version, "sha256": self.manifest.model.sha256}  # what `live` serves
         self._explainer: Any = None  # built on the first explain request (handler/explain/)
         self._metadata = {
             "name": self.manifest.name,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, IgnoreMode, Size
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Size
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -19,11 +20,13 @@ from slimserve.handler.constants import (
     ENV_MODEL_S3_VERSION,
     ENV_THREADS,
 )
+from slimserve.handler.manifest import Manifest
 from slimserve.infra import nag
 from slimserve.infra.image import image_context_excludes, write_dockerfile
 from slimserve.infra.log_groups import retained_log_group
 from slimserve.infra.options import StackSettings
 from slimserve.infra.tracing import trace_actively
+from slimserve.infra.version_record import record_for
 
 LIVE_ALIAS = "live"
 
@@ -43,6 +46,12 @@ _IMAGE_PLATFORMS = {
 
 def lambda_runtime(python: str) -> lambda_.Runtime:
     return _RUNTIMES[python]
+
+
+def built_at(bundle_dir: Path) -> datetime | None:
+    """When the build wrote lambda.zip (its last step); the zip's bytes carry no time."""
+    zip_path = bundle_dir / "lambda.zip"
+    return datetime.fromtimestamp(zip_path.stat().st_mtime, UTC) if zip_path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,13 @@ class InferenceFunction(Construct):
         construct_id: str,
         *,
         settings: StackSettings,
+        manifest: Manifest,
         bundle_dir: Path,
         model_object: ModelObject | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         options = settings.options
+        record = record_for(manifest, built_at(bundle_dir))
 
         self.log_group = retained_log_group(self, "Logs", options)
         # Least privilege: no AWSLambdaBasicExecutionRole (it can create any log group); the
@@ -112,7 +123,15 @@ class InferenceFunction(Construct):
             "log_group": self.log_group,
             "logging_format": lambda_.LoggingFormat.JSON,
             "reserved_concurrent_executions": settings.reserved_concurrency,
-            "description": f"slimserve {settings.stack_name}: model {settings.model_sha256}",
+            # The model, its gate result and build time (version_record.py). Part of the
+            # function's configuration, so a new build (even of the same bytes) changes it
+            # and publishes a new version, whose own description says the same.
+            "description": record.description(),
+            "current_version_options": lambda_.VersionOptions(
+                description=record.description(),
+                # Old versions stay: `slimserve rollback` points live back at them.
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
         }
         if options.package == "image":
             write_dockerfile(

@@ -52,6 +52,7 @@ class SlimserveStack(Stack):
             self,
             "Inference",
             settings=settings,
+            manifest=manifest,
             bundle_dir=bundle_dir,
             model_object=self.model_store.model_object if self.model_store else None,
         )

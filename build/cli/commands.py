@@ -34,9 +34,20 @@ def build(
     tolerance: Annotated[Optional[float], typer.Option(help="Override validation.tolerance")] = None,
     method: Annotated[Optional[str], typer.Option(help="Override compression.method")] = None,
     no_precompile: Annotated[bool, typer.Option("--no-precompile", help="Ship sources without target .pyc")] = False,
+    sign_key: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--sign-key",
+            help="EC private key (PEM) to sign the model, manifest and lambda.zip with (OpenSSF model signing, offline)",
+            envvar="SLIMSERVE_SIGNING_KEY",
+        ),
+    ] = None,
 ) -> None:
     """Export, optimize, compress, validate (the gate), write the manifest and pack lambda.zip."""
     from slimserve.build.pipeline.run import run_build
+
+    if sign_key is not None and not sign_key.is_file():
+        fail(f"--sign-key {sign_key}: no such file")
 
     overrides: dict[str, object] = {}
     if tolerance is not None:
@@ -47,6 +58,23 @@ def build(
     err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
     style = "yellow" if result.verdict_holds_only_here else "dim"
     err.print(f"[{style}]{escape(result.verdict_scope)}[/{style}]", highlight=False, soft_wrap=True)
+    if sign_key is not None:
+        _sign(folder, result.out, sign_key)
+
+
+def _sign(project: Path, out_dir: Path, sign_key: Path) -> None:
+    """Sign the build, then check it against the project's [signing] public key when there is
+    one: a key pair that does not match fails here, not at the next deploy."""
+    from slimserve.build.config import load_config
+    from slimserve.build.deploy.signing import sign_bundle, verify_bundle
+    from slimserve.handler.manifest import MANIFEST_FILE, load_manifest
+
+    manifest = load_manifest(out_dir / MANIFEST_FILE)
+    signature = sign_bundle(out_dir, manifest, sign_key)
+    config = load_config(project)
+    if config.signing.public_key:
+        verify_bundle(out_dir, manifest, config.path(config.signing.public_key))
+    err.print(f"[green]signed[/green] {signature}", highlight=False, soft_wrap=True)
 
 
 def _emulation_inputs(stack: StackArgs, template: Optional[Path], no_template: bool) -> dict[str, object]:

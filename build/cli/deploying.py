@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -33,12 +33,17 @@ def synth(stack: StackArgs) -> None:
 def deploy(
     stack: StackArgs,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to approve security changes (needed without a terminal)")] = False,
+    verify_key: Annotated[
+        Optional[Path],
+        typer.Option("--verify-key", help="Public key the bundle's signature must verify against (default: [signing] public_key)"),
+    ] = None,
 ) -> None:
     """Deploy the stack with your AWS credentials (canary rollout of a new version)."""
     from slimserve.build.deploy import cdk
     from slimserve.build.errors import CdkError
 
     target = stack.resolve()
+    _verify_signature(target, verify_key)
     _require_credentials("deploy")
     try:
         cdk.deploy(target.manifest_path, _assembly(stack, target), target.options, require_approval="never" if yes else "broadening")
@@ -72,6 +77,27 @@ def destroy(
         fail("destroy asks for confirmation and no terminal is attached: pass --force to delete the stack without asking")
     _require_credentials("destroy")
     cdk.destroy(target.manifest_path, _assembly(stack, target), target.options, force=force)
+
+
+def _verify_signature(target: StackTarget, verify_key: Path | None) -> None:
+    """With a public key (flag, else [signing] public_key): refuse an unsigned or altered
+    bundle before anything is synthesized or uploaded."""
+    from slimserve.build.deploy.signing import verify_bundle
+    from slimserve.build.paths import SIGNATURE_FILE
+
+    public_key = verify_key or target.signing_public_key
+    folder = target.artifacts.folder
+    if public_key is None:
+        if (folder / SIGNATURE_FILE).is_file():
+            err.print(
+                f"[yellow]note:[/yellow] {folder} is signed but no public key is configured: not "
+                "verified (--verify-key or [signing] public_key)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
+    verify_bundle(folder, target.artifacts.manifest, public_key)
+    err.print(f"[green]signature verified[/green] against {public_key}", highlight=False, soft_wrap=True)
 
 
 def _assembly(stack: StackArgs, target: StackTarget) -> Path:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from slimserve.build.cli import commands, deploying
+from slimserve.build.cli import commands, deploying, releases
 from slimserve.build.cli.common import err, print_error
 from slimserve.build.errors import (
     EXIT_FAILURE,
@@ -22,7 +22,7 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""Exit codes: {EXIT_OK} success;
 {EXIT_FAILURE} runtime failure (a step could not run: install, bundle, the CDK CLI, the function; invoke --url got a non-2xx answer; an internal error);
-{EXIT_USAGE} usage or configuration error (command line, slimserve.toml, target, stack options, missing AWS credentials or terminal);
+{EXIT_USAGE} usage or configuration error (command line, slimserve.toml, target, stack options, missing AWS credentials or terminal, a bundle whose signature does not verify, a refused rollback);
 {EXIT_GATE_FAILED} the accuracy gate failed (nothing shipped);
 {EXIT_INTERRUPTED} interrupted (Ctrl-C)."""
 
@@ -83,6 +83,8 @@ for _command in (
     deploying.deploy,
     deploying.diff,
     deploying.destroy,
+    releases.versions,
+    releases.rollback,
     commands.bench,
 ):
     app.command()(_command)

@@ -284,6 +284,15 @@ class RuntimeConfig(_Section):
         return value
 
 
+class SigningConfig(_Section):
+    """[signing]: the public key every deploy verifies the bundle's signature against (a path,
+    relative to the project folder). The private key is never named here: it is a secret of the
+    machine that builds (``slimserve build --sign-key`` or $SLIMSERVE_SIGNING_KEY), while this
+    file is committed and shared by everyone who deploys."""
+
+    public_key: str | None = None
+
+
 class BuildConfig(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
     version: str = "1"
@@ -301,6 +310,7 @@ class BuildConfig(_Section):
     # --option and the named flags override them, key by key.
     deploy: StackOptions = Field(default_factory=StackOptions)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)

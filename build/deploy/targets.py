@@ -51,6 +51,8 @@ class StackTarget:
 
     artifacts: BuildArtifacts
     options: StackOptions
+    # The project's [signing] public_key (resolved), when the target is a project folder.
+    signing_public_key: Path | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -72,7 +74,12 @@ def resolve_stack(
     then the options model's defaults). Raises TargetError (exit 2) and OptionsError (exit 2)
     with one-line messages."""
     artifacts, config = _resolve(Path(target))
-    return StackTarget(artifacts, stack_options(config, option, flags or {}, defaults))
+    public_key = config.signing.public_key if config is not None else None
+    return StackTarget(
+        artifacts,
+        stack_options(config, option, flags or {}, defaults),
+        config.path(public_key) if config is not None and public_key else None,
+    )
 
 
 def stack_options(

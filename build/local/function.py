@@ -49,15 +49,24 @@ class FunctionSpec:
     timeout_s: float
     environment: Mapping[str, str] = field(default_factory=dict)
     tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    # What Lambda would call this function; an emulator that assigned real values passes them.
+    region: str = "us-east-1"
+    function_version: str = "$LATEST"
+    arn: str | None = None  # default: an unqualified ARN in a placeholder account
+    log_group_name: str | None = None  # default: /aws/lambda/<name>
+    log_stream_name: str | None = None  # default: local/[<version>]local
+    # Runs the interpreter through a wrapper (e.g. one that mounts Lambda's /opt first); the
+    # wrapper must end by executing the arguments that follow it.
+    command_prefix: tuple[str, ...] = ()
 
     @property
     def function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.name}"
+        return self.arn or f"arn:aws:lambda:{self.region}:123456789012:function:{self.name}"
 
     def command(self) -> list[str]:
         # -S: no site-packages, so only the zip, the runtime client and the standard library are
         # importable. The environment is built from scratch, so PYTHON* variables are ours.
-        return [str(self.python), "-S", "-m", "awslambdaric", self.handler]
+        return [*self.command_prefix, str(self.python), "-S", "-m", "awslambdaric", self.handler]
 
     def process_environment(self, runtime_api: str, tmp_dir: Path) -> dict[str, str]:
         """Lambda's reserved variables; no AWS credentials, nothing inherited from this shell."""
@@ -69,12 +78,14 @@ class FunctionSpec:
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{self.python_version}",
             "AWS_LAMBDA_FUNCTION_NAME": self.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": self.function_version,
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "local/[$LATEST]local",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_LAMBDA_LOG_GROUP_NAME": self.log_group_name or f"/aws/lambda/{self.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": (
+                self.log_stream_name or f"local/[{self.function_version}]local"
+            ),
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
             "PATH": os.pathsep.join(
@@ -98,7 +109,9 @@ class FunctionSpec:
 
 
 class FunctionInstance:
-    """One execution environment: a process plus its Runtime API server."""
+    """One execution environment: a process plus its Runtime API server. ``log`` receives the
+    process's output lines as they are (and the runner's own notices); a terminal caller adds
+    the ``label`` itself (FunctionPool does)."""
 
     def __init__(self, spec: FunctionSpec, *, label: str, log: LogSink) -> None:
         self.spec = spec
@@ -173,6 +186,7 @@ class FunctionInstance:
                     f"the function failed to initialise: {error.describe()}",
                     error_type=error.error_type,
                     log_tail=self.log_tail(),
+                    document=error.document,
                 )
             if process.poll() is not None:
                 code = process.returncode
@@ -192,19 +206,37 @@ class FunctionInstance:
                 )
             api.polled.wait(0.02)
 
-    def invoke(self, payload: bytes) -> InvocationResult:
-        """Run one event; starts (cold) the environment when there is none."""
+    def invoke(
+        self,
+        payload: bytes,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        invoked_function_arn: str | None = None,
+    ) -> InvocationResult:
+        """Run one event; starts (cold) the environment when there is none. The ids default to
+        fresh ones, the invoked ARN to the function's (a caller that has Lambda's passes them)."""
         if not self.alive or self._api is None:
-            self._log(f"[{self.label}] starting a fresh execution environment (cold start)")
+            self._log("starting a fresh execution environment (cold start)")
             try:
                 self.start()
             except FunctionStartError as exc:
                 return error_result(
-                    "", exc.error_type, str(exc), environment_lost=True, started=time.perf_counter()
+                    request_id or "",
+                    exc.error_type,
+                    str(exc),
+                    environment_lost=True,
+                    started=time.perf_counter(),
                 )
         api = self._api
         assert api is not None
-        invocation = api.submit(payload, self.spec.timeout_s)
+        invocation = api.submit(
+            payload,
+            self.spec.timeout_s,
+            request_id=request_id,
+            trace_id=trace_id,
+            invoked_function_arn=invoked_function_arn,
+        )
         result = invocation.wait(self.spec.timeout_s)
         if result is None:
             # Lambda stops the environment at the deadline and reports the timeout.
@@ -217,7 +249,7 @@ class FunctionInstance:
             assert result is not None
         if result.environment_lost or api.contract_broken.is_set():
             self._log(
-                f"[{self.label}] {result.error_type}: discarding this execution environment; "
+                f"{result.error_type}: discarding this execution environment; "
                 "the next request starts a new one"
             )
             self.stop()
@@ -247,7 +279,7 @@ class FunctionInstance:
             # awslambdaric separates the lines of one error record with "\r".
             for line in raw.decode("utf-8", "replace").rstrip("\n").split("\r"):
                 self._tail.append(line)
-                self._log(f"[{self.label}] {line}")
+                self._log(line)
         process.stdout.close()
 
     def _watch_exit(self, process: subprocess.Popen[bytes], api: RuntimeApiServer) -> None:
@@ -281,6 +313,10 @@ def _kill_process_group(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def _labelled(log: LogSink, label: str) -> LogSink:
+    return lambda line: log(f"[{label}] {line}")
+
+
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -292,9 +328,9 @@ class FunctionPool:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.spec = spec
+        labels = [f"fn{i}" if concurrency > 1 else "fn" for i in range(concurrency)]
         self.instances = [
-            FunctionInstance(spec, label=f"fn{i}" if concurrency > 1 else "fn", log=log)
-            for i in range(concurrency)
+            FunctionInstance(spec, label=label, log=_labelled(log, label)) for label in labels
         ]
         self._idle: queue.Queue[FunctionInstance] = queue.Queue()
         for instance in self.instances:

@@ -81,6 +81,7 @@ class Invocation:
 
     payload: bytes
     deadline_ms: int
+    invoked_function_arn: str
     request_id: str = field(default_factory=new_request_id)
     trace_id: str = field(default_factory=new_trace_id)
     started: float = field(default_factory=time.perf_counter)
@@ -169,9 +170,24 @@ class RuntimeApiServer:
         self._http.shutdown()
         self._http.server_close()
 
-    def submit(self, payload: bytes, timeout_s: float) -> Invocation:
-        """Queue one event. The caller waits on the returned invocation."""
-        invocation = Invocation(payload, int((time.time() + timeout_s) * 1000))
+    def submit(
+        self,
+        payload: bytes,
+        timeout_s: float,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        invoked_function_arn: str | None = None,
+    ) -> Invocation:
+        """Queue one event. The caller waits on the returned invocation. The request and trace
+        ids default to fresh ones; an emulator passes the ids its caller already saw."""
+        given_ids = {"request_id": request_id, "trace_id": trace_id}
+        invocation = Invocation(
+            payload,
+            int((time.time() + timeout_s) * 1000),
+            invoked_function_arn or self.function_arn,
+            **{name: value for name, value in given_ids.items() if value},
+        )
         with self._cond:
             if self._closed:
                 raise RuntimeError("the Runtime API is closed")
@@ -282,7 +298,9 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(invocation.payload)))
             self.send_header("Lambda-Runtime-Aws-Request-Id", invocation.request_id)
             self.send_header("Lambda-Runtime-Deadline-Ms", str(invocation.deadline_ms))
-            self.send_header("Lambda-Runtime-Invoked-Function-Arn", api.function_arn)
+            self.send_header(
+                "Lambda-Runtime-Invoked-Function-Arn", invocation.invoked_function_arn
+            )
             self.send_header("Lambda-Runtime-Trace-Id", invocation.trace_id)
             self.end_headers()
             self.wfile.write(invocation.payload)

@@ -46,7 +46,8 @@ PLOT_FILE = "report.png"
 WORK_DIR = "work"
 REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
 # What a successful build leaves; all of it is removed first and on failure.
-OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE, BACKGROUND_FILE)
+# A signature belongs to one build: a rebuild removes it (slimserve build --sign-key signs again).
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE, BACKGROUND_FILE, paths.SIGNATURE_FILE)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from repo import EVENTS_DIR, EXAMPLES_DIR
 from targetkit import make_build, make_project
 
 runner = CliRunner()
-COMMANDS = ("build", "local", "invoke", "synth", "deploy", "diff", "destroy", "bench")
+COMMANDS = ("build", "local", "invoke", "synth", "deploy", "diff", "destroy", "versions", "rollback", "bench")
 
 
 def run(*args: object) -> Result:
@@ -106,8 +106,10 @@ def test_the_stack_commands_share_one_parameter_list() -> None:
     shared = ["--out", "--option", "--api", "--auth", "--package"]
     assert options("synth") == [*shared, "--help"]
     assert options("diff") == [*shared, "--help"]
-    assert options("deploy") == [*shared, "--yes", "--help"]
+    assert options("deploy") == [*shared, "--yes", "--verify-key", "--help"]
     assert options("destroy") == [*shared, "--force", "--help"]
+    assert options("versions") == [*shared, "--json", "--help"]
+    assert options("rollback") == [*shared, "--to", "--help"]
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def _error(tmp_path: Path, text: str) -> str:
             "nodes_to_exclude, op_types_to_exclude, op_types_to_quantize, optimize, per_channel, percentile, "
             "reduce_range, sensitivity, sensitivity_budget_s, transformer_fusion, weight_type)",
         ),
-        (("name = \"toy\"", 'name = "toy"\nroot = "/"'), "  root: unknown key (expected one of: compression, deploy, distill, explain, export, labels, name, prune, runtime, source, task, task_options, validation, version)"),
+        (("name = \"toy\"", 'name = "toy"\nroot = "/"'), "  root: unknown key (expected one of: compression, deploy, distill, explain, export, labels, name, prune, runtime, signing, source, task, task_options, validation, version)"),
     ],
 )
 def test_unknown_keys_suggest_the_closest_valid_key(tmp_path: Path, change: tuple[str, str], line: str) -> None:

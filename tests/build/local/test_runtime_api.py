@@ -71,6 +71,20 @@ def test_next_blocks_until_an_event_is_queued(api: RuntimeApiServer) -> None:
     assert result is not None and result.ok and result.payload == b'"ok"'
 
 
+def test_a_caller_can_hand_the_runtime_its_own_ids_and_invoked_arn(api: RuntimeApiServer) -> None:
+    """An emulator passes the request id its caller already saw (and the alias ARN invoked)."""
+    thread, answers = poll_in_background(api)
+    alias = f"{ARN}:live"
+    invocation = api.submit(
+        b"{}", timeout_s=3, request_id="req-1", trace_id="Root=1-abc", invoked_function_arn=alias
+    )
+    thread.join(5)
+    _, headers, _ = answers[0]
+    assert invocation.request_id == headers["Lambda-Runtime-Aws-Request-Id"] == "req-1"
+    assert headers["Lambda-Runtime-Trace-Id"] == "Root=1-abc"
+    assert headers["Lambda-Runtime-Invoked-Function-Arn"] == alias
+
+
 def test_error_post_completes_the_invocation_as_failed(api: RuntimeApiServer) -> None:
     invocation = api.submit(b"{}", timeout_s=3)
     thread, _ = poll_in_background(api)

@@ -51,7 +51,7 @@ def test_digits_build_passes_gate_and_writes_outputs(digits_build: Path) -> None
 
 
 def _assert_nothing_valid_left(out: Path) -> None:
-    for name in ("lambda.zip", "model.onnx", "manifest.json"):
+    for name in ("lambda.zip", "model.onnx", "manifest.json", "model.sig"):
         assert not (out / name).exists(), name
 
 
@@ -83,6 +83,7 @@ def damaged_int8(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gate_failure_exits_with_explanation_and_no_zip(tmp_path: Path, digits_build: Path, damaged_int8: None) -> None:
     out = tmp_path / "out"
     shutil.copytree(digits_build, out)  # a previous good build must not survive looking valid
+    (out / "model.sig").write_text("a signature of the previous build")
     with pytest.raises(GateFailed) as caught:
         run_build(DIGITS, out=out, overrides={"validation.min_agreement": 0.9}, steps=Steps())
     message = str(caught.value)
