@@ -13,6 +13,7 @@ else (another example, other flags) runs for real.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".git", ".venv", ".cache", "dist", "cdk.out", "node_modules", "__pycache__", "*.egg-info", ".pytest_cache",
     ".ruff_cache", "weights.safetensors", ".trained", "model.key", "model.pub",
 )
+STAMP = ".slimserve-installed"  # scripts/bootstrap's record of what .venv was installed for
 SHIM = '''#!{python}
 """doc-test stand-in for slimserve (tests/docs/sandbox.py): replays the session's builds."""
 import json, os, shutil, sys
@@ -53,8 +55,13 @@ def make_sandbox(root: Path, builds: dict[str, Path]) -> Path:
     venv, real_venv = root / ".venv", REPO_ROOT / ".venv"
     venv.mkdir()
     for entry in real_venv.iterdir():
-        if entry.name != "bin":
+        if entry.name not in ("bin", STAMP):
             (venv / entry.name).symlink_to(entry)
+    # scripts/bootstrap (run by scripts/demo) must never reinstall: that would point the real
+    # virtualenv's editable install at this copy. Its stamp says "installed for this
+    # pyproject.toml" (the copy's, identical to the checkout's).
+    digest = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    (venv / STAMP).write_text(digest + "\n", encoding="utf-8")
     (venv / "bin").mkdir()
     for entry in (real_venv / "bin").iterdir():
         if entry.name != "slimserve":
