@@ -55,6 +55,12 @@ class PruneError(ConfigError):
     """The model cannot be pruned as configured (said precisely)."""
 
 
+class ModelError(ConfigError):
+    """The model cannot be served as given (said precisely): not an ONNX file, external data
+    outside the model's folder, an opset outside 13-21, an output that is not a tensor, an
+    interface that does not match what slimserve.toml declares, an export that fails."""
+
+
 class TargetError(UsageError):
     """The target is not built, or an option is malformed."""
 
@@ -94,6 +100,11 @@ class SearchFailed(GateFailed):
 
 class CompressionError(SlimserveBuildError, ValueError):
     """The compression settings cannot be applied to this model (said precisely, never ignored)."""
+
+
+class ServeCheckFailed(SlimserveBuildError):
+    """The handler (its own load path and task adapter, what Lambda runs) refused the built model
+    or answered the held-out requests differently from what the gate scored: nothing was bundled."""
 
 
 class BundleError(SlimserveBuildError):

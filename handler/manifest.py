@@ -60,6 +60,8 @@ class Validation(_Strict):
     tolerance: float
     passed: bool
     samples: int
+    # The output the gate scored (absent in manifests of older builds).
+    output: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

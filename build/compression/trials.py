@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from slimserve.build.compression.calibration import ArrayCalibrationReader
+from slimserve.build.compression.graph import not_applicable
 from slimserve.build.compression.latency import measure, session_for, synthetic_feed
 from slimserve.build.compression.methods import compress, optimize
 from slimserve.build.compression.recipes import Candidate
@@ -70,6 +71,7 @@ class Trials:
         self.feed = synthetic_feed(session_for(source_model, 1), self.auto.latency_shape)
         self.fp32_bytes = source_model.stat().st_size
         self.fp32_ms: float | None = None
+        self._not_applicable: dict[str, str | None] = {}
 
     # -- inputs -------------------------------------------------------------------------
     def prepared(self, config: CompressionConfig) -> Path:
@@ -92,6 +94,12 @@ class Trials:
     def reader(self, config: CompressionConfig) -> Any:
         return None if self.calibration is None else ArrayCalibrationReader(self.calibration, config.calibration_samples)
 
+    def not_applicable(self, method: str) -> str | None:
+        """Why ``method`` cannot shrink the model (cached per method), or None."""
+        if method not in self._not_applicable:
+            self._not_applicable[method] = not_applicable(self.source_model, method)
+        return self._not_applicable[method]
+
     # -- one candidate ------------------------------------------------------------------
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
@@ -106,6 +114,11 @@ class Trials:
             return result
         started = time.monotonic()
         path = self.directory / f"candidate-{result.index:02d}.onnx"
+        reason = self.not_applicable(candidate.config.method)
+        if reason is not None:
+            result.status, result.reasons = "skipped", [f"does not apply: {reason}"]
+            self._progress(result, total)
+            return result
         try:
             result.applied = compress(
                 self.prepared(candidate.config), path, candidate.config,
@@ -148,6 +161,9 @@ class Trials:
                 speedup = self.fp32_ms / result.latency.value(self.clock)
                 if speedup < self.auto.min_speedup:
                     requirement.append(f"speed-up {speedup:.2f}x (min {self.auto.min_speedup:g}x)")
+        if result.bytes is not None and result.bytes > self.fp32_bytes and result.latency is not None and self.fp32_ms:
+            if result.latency.value(self.clock) > self.fp32_ms:
+                requirement.append(f"larger ({result.bytes / self.fp32_bytes:.1%}) and slower than fp32")
         result.reasons = reasons + requirement + [r for r in result.reasons if r.startswith("latency not measured")]
         if reasons:
             result.status = "failed gate"

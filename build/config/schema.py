@@ -30,13 +30,22 @@ class _Section(BaseModel):
 
 
 class SourceConfig(_Section):
-    # Either a PyTorch module + weights, or an existing ONNX file.
-    module: str | None = None
-    factory: str = "build_model"
-    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = None
-    train: str | None = Field(default=None, description="'file.py:function' run when weights are missing")
-    onnx: str | None = None
+    """[source]: the model, either an existing ONNX file or a PyTorch module plus its weights."""
+
+    module: str | None = Field(None, description="PyTorch: the Python file whose factory builds the nn.Module")
+    factory: str = Field("build_model", description="PyTorch: the function in source.module that returns the nn.Module")
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict, description="PyTorch: keyword arguments for the factory")
+    weights: str | None = Field(
+        None,
+        description="PyTorch: the weights, safetensors or a state dict .pt (never a pickle); a path, or "
+        "'package:<import name>/<path>' for a file inside an installed package",
+    )
+    train: str | None = Field(default=None, description="PyTorch: 'file.py:function' run when the weights file is missing")
+    onnx: str | None = Field(
+        None,
+        description="an existing ONNX model (its external data, if any, beside it); its inputs and outputs are "
+        "read from the file",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -50,11 +59,22 @@ class SourceConfig(_Section):
 
 
 class ExportConfig(_Section):
-    opset: int = Field(17, ge=13, le=21)
-    inputs: list[TensorSpec] = Field(min_length=1)
-    outputs: list[TensorSpec] = Field(min_length=1)
-    # Extra keyword arguments for the model's forward in export (e.g. which outputs to return).
-    dynamo: bool = False
+    """[export]: the PyTorch export (required for source.module); for source.onnx only a check of
+    the file (every key optional: what is declared must match the model)."""
+
+    opset: int = Field(17, ge=13, le=21, description="ONNX opset of the PyTorch export (an ONNX source keeps its own)")
+    inputs: list[TensorSpec] | None = Field(
+        None,
+        min_length=1,
+        description="the model's inputs: {name, datatype, shape}, -1 marks a free axis; required for "
+        "source.module (the exporter traces with them), optional for source.onnx (checked against the file)",
+    )
+    outputs: list[TensorSpec] | None = Field(
+        None,
+        min_length=1,
+        description="the model's outputs, as inputs; required for source.module, optional for source.onnx",
+    )
+    dynamo: bool = Field(False, description="PyTorch: use torch.onnx's dynamo exporter instead of TorchScript")
 
 
 class _CompressionOptions(_Section):
@@ -208,27 +228,40 @@ class DistillConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    data: str = Field(description="'file.py:function' returning (inputs dict, labels)")
-    # Calibration data for static quantization; must not overlap the held-out data.
-    calibration: str | None = None
-    metric: Literal["accuracy", "cosine"] = "accuracy"
-    tolerance: float = Field(0.01, ge=0.0, le=1.0)
-    # Classification: optionally also require the compressed model's top-1 to agree with the
-    # original's on at least this fraction of samples (accuracy alone can hide flips).
-    min_agreement: float | None = Field(None, ge=0.0, le=1.0)
-    # Embedding gates (metric = "cosine"): both must hold.
-    min_cosine: float = Field(0.95, ge=-1.0, le=1.0)
-    mean_cosine: float = Field(0.99, ge=-1.0, le=1.0)
-    batch_size: int = Field(32, ge=1, le=4096)
+    """[validation]: the accuracy gate: held-out data, the metric and how much may be lost."""
+
+    data: str = Field(description="'file.py:function' returning (inputs: {input name: array}, labels) held out from training")
+    calibration: str | None = Field(
+        None, description="'file.py:function' as data, for static int8 calibration; must not be the held-out data"
+    )
+    metric: Literal["accuracy", "cosine"] = Field("accuracy", description="accuracy (class labels) or cosine (embeddings)")
+    output: str | None = Field(
+        None,
+        description="the output the gate scores when the model has several (task = raw); classification scores "
+        "the output it serves (task_options.output)",
+    )
+    tolerance: float = Field(0.01, ge=0.0, le=1.0, description="accuracy the shipped model may lose (0.01 = 1 point)")
+    min_agreement: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="also require the shipped model's top-1 to agree with the original's on this fraction of "
+        "samples (accuracy alone can hide flips)",
+    )
+    min_cosine: float = Field(0.95, ge=-1.0, le=1.0, description="cosine: every text's vector must reach this")
+    mean_cosine: float = Field(0.99, ge=-1.0, le=1.0, description="cosine: the mean over the texts must reach this")
+    batch_size: int = Field(32, ge=1, le=4096, description="held-out rows per run (the handler answers them in these batches)")
 
 
 class RuntimeConfig(_Section):
-    python: str = "3.12"
-    architecture: Architecture = "x86_64"
-    memory_mb: int = Field(1024, ge=128, le=10240)
-    timeout_s: int = Field(20, ge=1, le=28)
-    limits: Limits = Field(default_factory=Limits)
-    extra_requirements: list[str] = Field(default_factory=list)
+    """[runtime]: the Lambda function the zip is built for."""
+
+    python: str = Field("3.12", description=f"the Lambda Python runtime: one of {', '.join(SUPPORTED_PYTHONS)}")
+    architecture: Architecture = Field("x86_64", description="x86_64 or arm64")
+    memory_mb: int = Field(1024, ge=128, le=10240, description="the function's memory (Lambda gives 1 vCPU per 1,769 MB)")
+    timeout_s: int = Field(20, ge=1, le=28, description="the function's timeout (API Gateway ends requests after 29 s)")
+    limits: Limits = Field(default_factory=Limits, description="request limits the handler enforces")
+    extra_requirements: list[str] = Field(default_factory=list, description="more pip requirements installed into lambda.zip")
 
     @field_validator("python")
     @classmethod
@@ -238,14 +271,66 @@ class RuntimeConfig(_Section):
         return value
 
 
+# --- [task_options]: one table per task; the build copies them (plus what it detects) into the
+# manifest, where the handler's task adapter reads them.
+
+
+class RawOptions(_Section):
+    """task = "raw": tensors in, the model's own tensors out. No options."""
+
+
+class ClassificationOptions(_Section):
+    """task = "classification": the model's outputs plus ``label`` and ``score`` (top-k)."""
+
+    top_k: int = Field(1, ge=1, description="labels and scores per row when a request does not say (parameters.top_k)")
+    output: str | None = Field(
+        None,
+        description="the output holding the class scores (logits or probabilities), when the model has more "
+        "than one float [batch, classes] output",
+    )
+    scores: Literal["logits", "probabilities"] | None = Field(
+        None,
+        description="what that output holds: logits (score = softmax) or probabilities (score = the value as "
+        "is); default: detected from the graph (a final Softmax, a scikit-learn converter's output), else logits",
+    )
+
+
+class EmbeddingOptions(_Section):
+    """task = "embedding": texts in, one vector per text out; the handler tokenizes."""
+
+    tokenizer: str = Field("tokenizer.json", description="file name of the tokenizer beside the model (model/ in lambda.zip)")
+    tokenizer_source: str | None = Field(
+        None,
+        description="where the build copies the tokenizer from: a path, or 'package:<import name>/<path>' "
+        "(default: task_options.tokenizer in the project folder)",
+    )
+    max_tokens: int | None = Field(
+        None, ge=2, description="the model's sequence length; texts are cut at min(this, runtime.limits.max_tokens)"
+    )
+
+
+# task -> its [task_options] table: the one place a task's options are declared.
+TASK_OPTIONS: dict[str, type[BaseModel]] = {
+    "raw": RawOptions,
+    "classification": ClassificationOptions,
+    "embedding": EmbeddingOptions,
+}
+
+
 class BuildConfig(_Section):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-    version: str = "1"
-    task: Task = "raw"
-    labels: list[str] | None = None
-    task_options: dict[str, Any] = Field(default_factory=dict)
+    """slimserve.toml."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the model's name in the API and the stack")
+    version: str = Field("1", description="the model version the API serves")
+    task: Task = Field("raw", description="raw, classification or embedding: what the API adds around the model")
+    labels: list[str] | None = Field(
+        None,
+        description="classification: one name per class, in the order of the model's scores (default: the "
+        "model's own class labels when the ONNX file carries them, else the class indices)",
+    )
+    task_options: dict[str, Any] = Field(default_factory=dict, description="the task's options (see [task_options] below)")
     source: SourceConfig
-    export: ExportConfig
+    export: ExportConfig = Field(default_factory=ExportConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     validation: ValidationConfig
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -257,6 +342,11 @@ class BuildConfig(_Section):
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def options(self) -> BaseModel:
+        """``task_options`` as the task's table (validated when the file was read)."""
+        return TASK_OPTIONS[self.task].model_validate(self.task_options)
 
     @model_validator(mode="after")
     def _combinations(self) -> BuildConfig:
@@ -281,9 +371,36 @@ class BuildConfig(_Section):
             )
         if self.distill is not None and self.distill.data in (self.validation.data, self.validation.calibration):
             problems.append("distill.data: must not be validation.data or validation.calibration (train on other data)")
+        if self.source.module is not None and (self.export.inputs is None or self.export.outputs is None):
+            problems.append(
+                "export: a PyTorch source (source.module) needs export.inputs and export.outputs: the exporter "
+                "traces the model with them"
+            )
+        if self.validation.output is not None and self.task != "raw":
+            problems.append(
+                f"validation.output: applies to task = 'raw' only; task = {self.task!r} scores the output it serves"
+                + (" (task_options.output)" if self.task == "classification" else "")
+            )
+        problems += _task_option_problems(self.task, self.task_options)
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
+
+
+def _task_option_problems(task: str, options: dict[str, Any]) -> list[str]:
+    """Type errors in ``task_options`` for ``task`` ("task_options.<key>: message"); unknown keys
+    are reported by the loader with a suggestion."""
+    from pydantic import ValidationError
+
+    model = TASK_OPTIONS.get(task)
+    if model is None:
+        return []
+    known = {key: value for key, value in options.items() if key in model.model_fields}
+    try:
+        model.model_validate(known)
+    except ValidationError as exc:
+        return [f"task_options.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
+    return []

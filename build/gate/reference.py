@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ConfigError
 from slimserve.build.gate.validate import onnx_predictor, torch_predictor
 from slimserve.build.pipeline.source import load_callable
+
+if TYPE_CHECKING:
+    from slimserve.build.pipeline.onnxfile import ServedInterface
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,8 @@ class Reference:
     fp32_path: Path
     torch_model: Any | None
     input_names: list[str]
-
+    # What the task serves of the model (the pipeline's; evaluators read it from fp32_path when None).
+    served: ServedInterface | None = None
 
 
 def load_dataset(config: BuildConfig, reference: str, what: str) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -41,6 +41,10 @@ class GateResult:
     samples: int
     checks: list[GateCheck]
     extra: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None  # the output scored: what the API serves
+    # The candidate's answers the verdict rests on (top-1 labels, vectors): the build checks the
+    # bundled model answers the same through the handler. Not written anywhere.
+    predictions: Any = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -72,6 +76,7 @@ class GateResult:
             "tolerance": self.tolerance,
             "passed": self.passed,
             "samples": self.samples,
+            "output": self.output,
             "extra": {
                 **self.extra,
                 "checks": [
@@ -112,32 +117,42 @@ def onnx_predictor(model_path: Path, output_name: str | None = None, threads: in
 
 
 def torch_predictor(model: Any, input_names: list[str]) -> Predictor:
-    import torch
+    outputs = torch_outputs(model, input_names)
 
     def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            output = model(*(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names))
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        return output.numpy()
+        return outputs(feeds)[0]
 
     return predict
 
 
-def classification_gate(
-    reference_logits: np.ndarray,
-    candidate_logits: np.ndarray,
-    labels: np.ndarray,
+def torch_outputs(model: Any, input_names: list[str]) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """Every output of a PyTorch module (a tensor, or a tuple/list of them), in order."""
+    import torch
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            output = model(*(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names))
+        return [tensor.numpy() for tensor in (output if isinstance(output, (tuple, list)) else [output])]
+
+    return run
+
+
+def label_gate(
+    reference_predictions: np.ndarray,
+    candidate_predictions: np.ndarray,
+    expected: np.ndarray,
     tolerance: float,
     min_agreement: float | None = None,
+    *,
+    output_difference: float,
+    output: str | None = None,
 ) -> GateResult:
-    """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
-    reference_pred = reference_logits.argmax(axis=-1)
-    candidate_pred = candidate_logits.argmax(axis=-1)
-    reference_accuracy = float((reference_pred == labels).mean())
-    candidate_accuracy = float((candidate_pred == labels).mean())
-    agreement = float((reference_pred == candidate_pred).mean())
-    max_abs = float(np.max(np.abs(reference_logits.astype(np.float64) - candidate_logits)))
+    """Accuracy of both models' predictions (served labels, or class indices) against the
+    held-out labels; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point).
+    ``output_difference``: the largest absolute difference of the scored outputs (reported)."""
+    reference_accuracy = float(np.mean(reference_predictions == expected))
+    candidate_accuracy = float(np.mean(candidate_predictions == expected))
+    agreement = float(np.mean(reference_predictions == candidate_predictions))
     checks = [GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")]
     if min_agreement is not None:
         checks.append(GateCheck("top-1 agreement", agreement, min_agreement, ">="))
@@ -146,9 +161,11 @@ def classification_gate(
         reference=reference_accuracy,
         candidate=candidate_accuracy,
         tolerance=tolerance,
-        samples=int(len(labels)),
+        samples=int(len(expected)),
         checks=checks,
-        extra={"top1_agreement": agreement, "max_abs_logit_diff": max_abs},
+        extra={"top1_agreement": agreement, "max_abs_output_diff": output_difference},
+        output=output,
+        predictions=candidate_predictions,
     )
 
 
