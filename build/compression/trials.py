@@ -27,7 +27,7 @@ from slimserve.build.compression.recipes import Candidate
 from slimserve.build.compression.results import CandidateResult
 from slimserve.build.compression.sensitivity import Log, OutputProbe
 from slimserve.build.config import BuildConfig, CompressionConfig
-from slimserve.build.errors import CompressionError
+from slimserve.build.errors import SlimserveBuildError
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
 # Objective ties: a candidate this close to the best one counts as equal, and the other
@@ -39,6 +39,16 @@ SIZE_TIE = 0.01
 def lambda_threads(memory_mb: int) -> int:
     """Intra-op threads for the vCPUs Lambda allots to ``memory_mb`` (at least 1), capped by this machine."""
     return max(1, min(round(memory_mb / LAMBDA_MB_PER_VCPU), os.cpu_count() or 1, 6))
+
+
+def failure_reason(exc: Exception) -> str:
+    """One line for a candidate that could not be made or loaded: the exception's own first line,
+    without onnxruntime's "[ONNXRuntimeError] : 1 : FAIL : Load model from <path> failed:" preamble."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    if "[ONNXRuntimeError]" in line:
+        line = line.rsplit("failed:", 1)[-1] if "failed:" in line else line.rsplit(" : ", 1)[-1]
+    label = "" if isinstance(exc, (SlimserveBuildError, ValueError)) else f"{type(exc).__name__}: "
+    return (label + line.strip())[:200] or type(exc).__name__
 
 
 class Trials:
@@ -125,16 +135,14 @@ class Trials:
                 calibration=self.reader(candidate.config),
                 calibration_cache=self.calibration_cache(candidate.config),
             )
-        except Exception as exc:  # noqa: BLE001 - one recipe failing (ORT raises Fail, InvalidGraph...) is a table row, not the end of the search
-            first_line = (str(exc).splitlines() or [""])[0][:160]
-            label = "" if isinstance(exc, (CompressionError, ValueError)) else f"{type(exc).__name__}: "
-            result.status, result.reasons = "error", [label + first_line]
+            result.path = path
+            result.bytes = path.stat().st_size
+            result.gate = self.evaluator.gate(path)
+        except Exception as exc:  # noqa: BLE001 - one recipe failing (ORT raises Fail, InvalidGraph...; the handler refuses its output) is a table row, not the end of the search
+            result.status, result.reasons = "error", [failure_reason(exc)]
             result.seconds = time.monotonic() - started
             self._progress(result, total)
             return result
-        result.path = path
-        result.bytes = path.stat().st_size
-        result.gate = self.evaluator.gate(path)
         try:
             result.latency = measure(path, self.feed, threads=self.threads, runs=self.auto.runs, warmup=self.auto.warmup)
         except Exception as exc:  # noqa: BLE001 - the gate verdict stands; the row says latency is missing
