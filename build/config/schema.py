@@ -248,6 +248,12 @@ class ValidationConfig(_Section):
         description="also require the shipped model's top-1 to agree with the original's on this fraction of "
         "samples (accuracy alone can hide flips)",
     )
+    max_score_diff: float | None = Field(
+        None,
+        gt=0.0,
+        description="accuracy: also require the shipped model's scores to stay this close to the original's on every "
+        "row (classification: the class probabilities; raw: the scored output's values)",
+    )
     min_cosine: float = Field(0.95, ge=-1.0, le=1.0, description="cosine: every text's vector must reach this")
     mean_cosine: float = Field(0.99, ge=-1.0, le=1.0, description="cosine: the mean over the texts must reach this")
     batch_size: int = Field(32, ge=1, le=4096, description="held-out rows per run (the handler answers them in these batches)")
@@ -376,6 +382,8 @@ class BuildConfig(_Section):
                 "export: a PyTorch source (source.module) needs export.inputs and export.outputs: the exporter "
                 "traces the model with them"
             )
+        if self.validation.max_score_diff is not None and self.validation.metric != "accuracy":
+            problems.append("validation.max_score_diff: applies to metric = 'accuracy' (cosine gates on min_cosine and mean_cosine)")
         if self.validation.output is not None and self.task != "raw":
             problems.append(
                 f"validation.output: applies to task = 'raw' only; task = {self.task!r} scores the output it serves"

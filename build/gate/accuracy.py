@@ -114,6 +114,7 @@ class AccuracyEvaluator:
             validation.tolerance,
             validation.min_agreement,
             output_difference=difference,
+            max_output_difference=validation.max_score_diff,
             output=self.output,
         )
         result.predictions = predictions

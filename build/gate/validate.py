@@ -145,17 +145,21 @@ def label_gate(
     min_agreement: float | None = None,
     *,
     output_difference: float,
+    max_output_difference: float | None = None,
     output: str | None = None,
 ) -> GateResult:
     """Accuracy of both models' predictions (served labels, or class indices) against the
     held-out labels; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point).
-    ``output_difference``: the largest absolute difference of the scored outputs (reported)."""
+    ``output_difference``: the largest absolute difference of the scored outputs (reported, and
+    checked against ``max_output_difference`` when given)."""
     reference_accuracy = float(np.mean(reference_predictions == expected))
     candidate_accuracy = float(np.mean(candidate_predictions == expected))
     agreement = float(np.mean(reference_predictions == candidate_predictions))
     checks = [GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")]
     if min_agreement is not None:
         checks.append(GateCheck("top-1 agreement", agreement, min_agreement, ">="))
+    if max_output_difference is not None:
+        checks.append(GateCheck("max score difference", output_difference, max_output_difference, "<="))
     return GateResult(
         metric="accuracy",
         reference=reference_accuracy,
