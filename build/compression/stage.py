@@ -28,7 +28,6 @@ from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.export import export_onnx
 
-
 T = TypeVar("T")
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from typing import Any
 
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ServeCheckFailed

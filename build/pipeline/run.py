@@ -21,7 +21,12 @@ from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
 from slimserve.build.pipeline.canary import record_canary
 from slimserve.build.pipeline.interface import interface_for
-from slimserve.build.pipeline.onnxfile import ServedInterface, check_declared, prepare_onnx, read_interface
+from slimserve.build.pipeline.onnxfile import (
+    ServedInterface,
+    check_declared,
+    prepare_onnx,
+    read_interface,
+)
 from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.report import write_plot, write_report
