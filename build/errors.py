@@ -87,9 +87,10 @@ class SearchFailed(GateFailed):
     """``compression.method = "auto"``: no candidate passed the gate (and the requirements);
     the message holds the candidate table."""
 
-    def __init__(self, result: SearchResult, message: str) -> None:
+    def __init__(self, result: SearchResult, message: str, gate: GateResult | None = None) -> None:
         closest = result.closest()
-        gate = closest.gate if closest is not None and closest.gate is not None else result.baseline.gate
+        if gate is None:
+            gate = closest.gate if closest is not None and closest.gate is not None else result.baseline.gate
         super().__init__(gate, message)
         self.result = result
         self.table = result.table

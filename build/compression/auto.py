@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from slimserve.build.compression.trials import Trials
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import SearchFailed
 from slimserve.build.gate.reference import Reference
+from slimserve.build.gate.validate import GateCheck
 from slimserve.build.pipeline.interface import interface_for
 
 MAX_FAMILY_BASES = 2
@@ -160,11 +162,15 @@ def run_search(
     (directory / TABLE_FILE).write_text(json.dumps(result.table, indent=2, default=str), encoding="utf-8")
     if chosen is None:
         closest = result.closest()
-        hint = (
-            f"Closest: {closest.name}: " + "; ".join(check.explain() for check in closest.gate.failures) + ".\n"
-            if closest is not None and closest.gate is not None and closest.gate.failures
-            else ""
+        misses = (
+            [check.explain() for check in closest.gate.failures] or closest.reasons
+            if closest is not None and closest.gate is not None
+            else []
         )
+        hint = f"Closest: {closest.name}: " + "; ".join(misses) + ".\n" if closest is not None and misses else ""
+        verdict = closest.gate if closest is not None and closest.gate is not None else baseline.gate
+        if verdict is not None and verdict.passed:  # it passed the gate, not compression.auto's requirements
+            verdict = replace(verdict, checks=[*verdict.checks, GateCheck("candidates meeting compression.auto's requirements", 0.0, 1.0, ">=")])
         raise SearchFailed(
             result,
             f"auto compression found no candidate that passes the accuracy gate"
@@ -174,6 +180,7 @@ def run_search(
             f"{text_table(result.table)}\n{hint}"
             "Loosen the validation thresholds only if that loss is acceptable; otherwise raise "
             "compression.auto.time_budget_s or max_excluded, add candidates, or choose a method.",
+            verdict,
         )
     log(f"chosen: {chosen.name} ({result.applied['auto']['size_ratio']:.1%} of fp32, "
         f"{result.applied['auto']['latency_ms']:.3f} ms, {result.applied['auto']['speedup']:.2f}x)")

@@ -117,7 +117,7 @@ class Trials:
     def evaluate(self, candidate: Candidate, total: int | None = None) -> CandidateResult:
         result = CandidateResult(len(self.results) + 1, candidate.name, candidate.config, candidate.origin)
         self.results.append(result)
-        if self.out_of_time():
+        if self.out_of_time() and candidate.config.method != "none":  # fp32 is weighed whatever the budget
             result.status = "skipped"
             result.reasons = ["time budget"]
             self.stopped_by_budget = True

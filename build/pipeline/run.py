@@ -161,7 +161,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         "validation.metric": config.validation.metric,
         "validation.tolerance": config.validation.tolerance,
     }
-    if not gate.passed:
+    if outcome.failure is not None or not gate.passed:
         plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes)
         write_report(
             out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
