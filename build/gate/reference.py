@@ -11,7 +11,7 @@ import numpy as np
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ConfigError
 from slimserve.build.gate.validate import onnx_predictor, torch_predictor
-from slimserve.build.pipeline.source import load_callable
+from slimserve.build.pipeline.source import call_user, load_callable
 
 if TYPE_CHECKING:
     from slimserve.build.pipeline.onnxfile import ServedInterface
@@ -31,8 +31,7 @@ class Reference:
 
 def load_dataset(config: BuildConfig, reference: str, what: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Call ``file.py:function`` from the example; it returns (inputs by name, labels)."""
-    loader = load_callable(config, reference, what)
-    data = loader()
+    data = call_user(load_callable(config, reference, what), f"{what} {reference}")
     if not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], dict)):
         raise ConfigError(f"{what} {reference} must return (inputs: dict[name, array], labels: array)")
     inputs, labels = data

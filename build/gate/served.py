@@ -106,10 +106,11 @@ class ServedRunner:
             try:
                 produced = adapter.infer(batch, {})
             except SlimserveError as exc:
-                cause = exc.__cause__ or exc
+                cause = exc.__cause__  # onnxruntime's own words, which the handler keeps from clients
+                detail = " ".join(str(cause).split())[:300] if cause is not None else ""
                 raise ServeCheckFailed(
                     f"the handler cannot answer held-out rows {start}..{start + len(next(iter(batch.values()))) - 1}: "
-                    f"{exc.message}{f' ({cause})' if cause is not exc else ''}"
+                    f"{exc.message}{f' ({detail})' if detail else ''}"
                 ) from None
             for name, array in produced.items():
                 parts.setdefault(name, []).append(array)

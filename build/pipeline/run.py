@@ -31,7 +31,7 @@ from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.report import write_plot, write_report
 from slimserve.build.pipeline.servecheck import check_served
-from slimserve.build.pipeline.source import load_callable, load_torch_model, resolve_weights
+from slimserve.build.pipeline.source import call_user, load_callable, load_torch_model, resolve_weights
 from slimserve.handler.app import OPENAPI_FILE
 from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ModelFile
 from slimserve.handler.model import load_model
@@ -101,7 +101,7 @@ def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, An
             if source.train is None:
                 raise ConfigError(f"weights file {weights} not found and no source.train given")
             with steps.step("train", f"{source.train} (weights file missing)"):
-                load_callable(config, source.train, "source.train")()
+                call_user(load_callable(config, source.train, "source.train"), f"source.train {source.train}")
         with steps.step("export", f"PyTorch -> ONNX opset {config.export.opset}"):
             from slimserve.build.pipeline.export import export_onnx
 
