@@ -80,29 +80,31 @@ class ExportConfig(_Section):
 class _CompressionOptions(_Section):
     """The options of one compression recipe (shared by [compression] and auto candidates)."""
 
-    # int8 (dynamic and static)
-    per_channel: bool = True
-    reduce_range: bool = False
-    weight_type: QuantTypeName = "int8"
-    # static int8 only (QDQ format, calibrated on validation.calibration)
-    activation_type: QuantTypeName = "uint8"
-    calibrate_method: CalibrateMethod = "MinMax"
-    percentile: float | None = Field(None, gt=0.0, le=100.0, description="Percentile calibration only")
-    calibration_samples: int | None = Field(None, ge=1, description="use at most this many calibration samples")
+    per_channel: bool = Field(True, description="int8: one scale per output channel of each weight (not one per tensor)")
+    reduce_range: bool = Field(False, description="int8: 7-bit weights (avoids int16 saturation on CPUs without VNNI)")
+    weight_type: QuantTypeName = Field("int8", description="int8: signed or unsigned 8-bit weights")
+    activation_type: QuantTypeName = Field("uint8", description="static-int8: the activations' 8-bit type (QDQ format)")
+    calibrate_method: CalibrateMethod = Field("MinMax", description="static-int8: how activation ranges are calibrated on validation.calibration")
+    percentile: float | None = Field(None, gt=0.0, le=100.0, description="static-int8, Percentile calibration only")
+    calibration_samples: int | None = Field(None, ge=1, description="static-int8: use at most this many calibration samples")
     # matmul-nbits only: MatMul weights in blocks of block_size along K, each block with its own
     # scale (onnxruntime MatMulNBits); accuracy_level 4 computes in int8 with activations also
     # quantized per block. Other weighted ops (embeddings' Gather, Gemm, Conv) get dynamic int8.
-    bits: Literal[4, 8] = 8
-    block_size: Literal[16, 32, 64, 128, 256] = 32
-    accuracy_level: int = Field(4, ge=0, le=4)
+    bits: Literal[4, 8] = Field(8, description="matmul-nbits: bits per MatMul weight")
+    block_size: Literal[16, 32, 64, 128, 256] = Field(32, description="matmul-nbits: weights per block (each block has its own scale)")
+    accuracy_level: int = Field(4, ge=0, le=4, description="matmul-nbits: 4 computes in int8 (activations quantized per block), 0 in fp32")
     # Mixed precision (every method): nodes kept in fp32, by name (fnmatch patterns allowed,
     # each must match a node) and by op type. auto candidates inherit these and may add more.
-    nodes_to_exclude: list[str] = Field(default_factory=list)
-    op_types_to_exclude: list[str] = Field(default_factory=list)
-    op_types_to_quantize: list[str] | None = None
+    nodes_to_exclude: list[str] = Field(
+        default_factory=list, description="nodes kept in fp32, by name or fnmatch pattern (each must match a node)"
+    )
+    op_types_to_exclude: list[str] = Field(default_factory=list, description="op types kept in fp32 (e.g. Conv)")
+    op_types_to_quantize: list[str] | None = Field(None, description="int8: only these op types (default: every one the quantizer knows)")
     # Graph preparation: quant_pre_process, then optionally onnxruntime.transformers fusions.
-    optimize: bool = True
-    transformer_fusion: FusionModelType | None = None
+    optimize: bool = Field(True, description="shape inference and onnxruntime's graph optimizations before compressing")
+    transformer_fusion: FusionModelType | None = Field(
+        None, description="onnxruntime.transformers fusions (Attention, LayerNorm...) for this model type before int8"
+    )
     fusion_num_heads: int = Field(0, ge=0, description="0: detect from the graph")
     fusion_hidden_size: int = Field(0, ge=0, description="0: detect from the graph")
 
@@ -125,7 +127,7 @@ class _CompressionOptions(_Section):
 class CandidateConfig(_CompressionOptions):
     """One entry of compression.auto.candidates: keys not given are taken from [compression]."""
 
-    method: ConcreteMethod
+    method: ConcreteMethod = Field(description="the candidate's method; its other keys default to [compression]'s")
     name: str | None = Field(None, description="label in the candidate table")
 
     @model_validator(mode="after")
@@ -139,35 +141,46 @@ class CandidateConfig(_CompressionOptions):
 class AutoConfig(_Section):
     """compression.method = "auto": search candidates, ship the best one that passes the gate."""
 
-    objective: Literal["latency", "size"] = "latency"
-    time_budget_s: float = Field(900.0, gt=0.0)
-    # onnxruntime intra-op threads for latency; default: the vCPUs Lambda gives runtime.memory_mb.
-    threads: int | None = Field(None, ge=1, le=64)
-    # Sizes of the inputs' free (-1) axes for the latency feed, by axis position: [batch, seq, ...].
-    latency_shape: list[int] = Field(default_factory=lambda: [1, 16], min_length=1)
-    runs: int = Field(50, ge=5, le=100000)
-    # "cpu": the calling thread's CPU time per run (single-threaded sessions; robust on a busy
-    # build machine); "wall": elapsed time. Multi-threaded sessions always use wall time.
-    latency_clock: Literal["cpu", "wall"] = "cpu"
-    warmup: int = Field(5, ge=0, le=10000)
+    objective: Literal["latency", "size"] = Field("latency", description="among the candidates that pass, ship the fastest or the smallest")
+    time_budget_s: float = Field(900.0, gt=0.0, description="stop trying candidates after this (fp32 is always weighed)")
+    threads: int | None = Field(
+        None, ge=1, le=64, description="onnxruntime intra-op threads for latency (default: the vCPUs Lambda gives runtime.memory_mb)"
+    )
+    latency_shape: list[int] = Field(
+        default_factory=lambda: [1, 16], min_length=1,
+        description="sizes of the inputs' free (-1) axes for the latency feed, by position: [batch, sequence, ...]",
+    )
+    runs: int = Field(50, ge=5, le=100000, description="timed runs per candidate")
+    # Multi-threaded sessions always use wall time.
+    latency_clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="cpu: the calling thread's CPU time per run (robust on a busy machine); wall: elapsed time"
+    )
+    warmup: int = Field(5, ge=0, le=10000, description="untimed runs before timing")
     # Hard requirements besides the gate (None: not required).
     max_size_ratio: float | None = Field(None, gt=0.0, description="candidate bytes / fp32 bytes")
     min_speedup: float | None = Field(None, gt=0.0, description="fp32 latency / candidate latency")
-    # Leave-one-out sensitivity of the most promising failing recipes (ranked on calibration data,
-    # never the held-out set), then candidates keeping their worst nodes in fp32, one more each.
-    sensitivity: bool = True
-    max_excluded: int = Field(8, ge=0, le=256)
-    # Replace the built-in candidate list.
-    candidates: list[CandidateConfig] | None = Field(None, min_length=1)
+    # Ranked on calibration data, never the held-out set.
+    sensitivity: bool = Field(
+        True, description="find the nodes the most promising failing recipes lose accuracy in, and retry with them in fp32"
+    )
+    max_excluded: int = Field(8, ge=0, le=256, description="at most this many nodes kept in fp32 that way")
+    candidates: list[CandidateConfig] | None = Field(None, min_length=1, description="replace the built-in candidate list")
 
 
 class CompressionConfig(_CompressionOptions):
-    method: CompressionMethod = "dynamic-int8"
-    auto: AutoConfig = Field(default_factory=AutoConfig)
-    # Leave-one-out sensitivity table in report.md for a fixed method: when the gate fails
-    # (default), always, or never; bounded by sensitivity_budget_s.
-    sensitivity: Literal["on-failure", "always", "off"] = "on-failure"
-    sensitivity_budget_s: float = Field(300.0, gt=0.0)
+    """[compression]: how the model is made smaller; whatever it is, the gate must pass."""
+
+    method: CompressionMethod = Field(
+        "dynamic-int8",
+        description="none, dynamic-int8, static-int8, fp16, matmul-nbits, or auto (search them, fp32 included, "
+        "and ship the best that passes); a method that cannot touch the model (no MatMul / Gemm / Conv weights) "
+        "ships fp32 and says so",
+    )
+    auto: AutoConfig = Field(default_factory=AutoConfig, description="the search, for method = 'auto'")
+    sensitivity: Literal["on-failure", "always", "off"] = Field(
+        "on-failure", description="a leave-one-out table in report.md of where accuracy is lost: when the gate fails, always, or never"
+    )
+    sensitivity_budget_s: float = Field(300.0, gt=0.0, description="time the sensitivity table may take")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -198,14 +211,15 @@ class CompressionConfig(_CompressionOptions):
 class PruneConfig(_Section):
     """[prune]: prune the PyTorch model before export."""
 
-    # magnitude: global unstructured, smallest |w| to zero (shapes unchanged; zeros compress).
-    # structured: whole neurons / conv channels / attention heads removed (shapes shrink).
-    method: Literal["magnitude", "structured"]
+    method: Literal["magnitude", "structured"] = Field(
+        description="magnitude: the smallest weights to zero (shapes unchanged); structured: whole neurons, "
+        "channels or attention heads removed (shapes shrink)"
+    )
     sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights (magnitude) or units (structured)")
-    # 'file.py:function' called as function(model) after pruning (short fine-tune; may return a model).
-    finetune: str | None = None
-    # Module names (model.named_modules()) left untouched.
-    exclude: list[str] = Field(default_factory=list)
+    finetune: str | None = Field(
+        None, description="'file.py:function' called as function(model) after pruning (a short fine-tune; may return a model)"
+    )
+    exclude: list[str] = Field(default_factory=list, description="module names (model.named_modules()) left untouched")
 
 
 class DistillConfig(_Section):
@@ -213,18 +227,17 @@ class DistillConfig(_Section):
 
     student: str = Field(description="'file.py:function' returning the untrained student nn.Module")
     data: str = Field(description="'file.py:function' returning (inputs dict, labels or None): training data")
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    # Weight of the soft-target loss; (1 - alpha) goes to cross-entropy on the labels.
-    alpha: float = Field(0.7, ge=0.0, le=1.0)
-    epochs: int = Field(60, ge=1, le=100000)
-    batch_size: int = Field(64, ge=1, le=65536)
-    learning_rate: float = Field(3e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    seed: int = 0
-    # torch intra-op threads while training (1 is fastest for small models on a busy machine).
-    threads: int = Field(1, ge=1, le=256)
-    # kl: soft targets of class logits; mse / cosine: match output vectors (embeddings).
-    loss: Literal["kl", "mse", "cosine"] = "kl"
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="softens the teacher's logits for the soft targets")
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft-target loss; 1 - alpha goes to the labels")
+    epochs: int = Field(60, ge=1, le=100000, description="passes over distill.data")
+    batch_size: int = Field(64, ge=1, le=65536, description="training batch size")
+    learning_rate: float = Field(3e-3, gt=0.0, le=10.0, description="Adam learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
+    seed: int = Field(0, description="random seed of the training")
+    threads: int = Field(1, ge=1, le=256, description="torch threads while training (1 is fastest for small models on a busy machine)")
+    loss: Literal["kl", "mse", "cosine"] = Field(
+        "kl", description="kl: soft targets of class logits; mse / cosine: match output vectors (embeddings)"
+    )
 
 
 class ValidationConfig(_Section):
@@ -335,16 +348,18 @@ class BuildConfig(_Section):
         "model's own class labels when the ONNX file carries them, else the class indices)",
     )
     task_options: dict[str, Any] = Field(default_factory=dict, description="the task's options (see [task_options] below)")
-    source: SourceConfig
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    compression: CompressionConfig = Field(default_factory=CompressionConfig)
-    validation: ValidationConfig
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    prune: PruneConfig | None = None
-    distill: DistillConfig | None = None
-    # The stack options this project deploys with (synth, deploy, diff, destroy, local, invoke);
+    source: SourceConfig = Field(description="the model")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="the PyTorch export, or a check of the ONNX file")
+    compression: CompressionConfig = Field(default_factory=CompressionConfig, description="how the model is made smaller")
+    validation: ValidationConfig = Field(description="the accuracy gate")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="the Lambda function")
+    prune: PruneConfig | None = Field(None, description="prune a PyTorch model before export")
+    distill: DistillConfig | None = Field(None, description="distill a PyTorch model into a smaller student")
     # --option and the named flags override them, key by key.
-    deploy: StackOptions = Field(default_factory=StackOptions)
+    deploy: StackOptions = Field(
+        default_factory=StackOptions,
+        description="the stack this project deploys with (synth, deploy, diff, destroy, local, invoke)",
+    )
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
@@ -381,6 +396,16 @@ class BuildConfig(_Section):
             problems.append(
                 "export: a PyTorch source (source.module) needs export.inputs and export.outputs: the exporter "
                 "traces the model with them"
+            )
+        if (self.validation.metric == "cosine") != (self.task == "embedding"):
+            problems.append(
+                f"validation.metric: {self.validation.metric!r} does not fit task = {self.task!r}: embeddings are gated "
+                "on 'cosine', raw and classification models on 'accuracy'"
+            )
+        if self.validation.batch_size > self.runtime.limits.max_batch:
+            problems.append(
+                f"validation.batch_size: {self.validation.batch_size} is more than runtime.limits.max_batch "
+                f"({self.runtime.limits.max_batch}); the build answers the held-out rows through the handler in these batches"
             )
         if self.validation.max_score_diff is not None and self.validation.metric != "accuracy":
             problems.append("validation.max_score_diff: applies to metric = 'accuracy' (cosine gates on min_cosine and mean_cosine)")
