@@ -4,6 +4,7 @@ when it stops."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from slimserve.build.pipeline.run import run_build
 from slimserve.build.pipeline.servecheck import check_served
 from slimserve.handler.manifest import load_manifest
 
+from repo import EXAMPLES_DIR
 from toymodels import linear_classifier
 
 DATA_PY = '''import numpy as np
@@ -166,3 +168,13 @@ def test_serve_check_refuses_a_model_the_handler_refuses(tmp_path: Path) -> None
     served = _model_folder(tmp_path / "model", labels=["a", "b"])  # 2 labels, 3 classes
     with pytest.raises(ServeCheckFailed, match=r"^the handler refuses the built model: manifest has 2 labels but the model outputs 3 classes; nothing was bundled$"):
         check_served(config, served, load_manifest(served / "manifest.json"), _Evaluator(2), _gate(None))
+
+
+def test_a_pytorch_export_is_checked_against_its_declaration(tmp_path: Path, digits_build: Path) -> None:
+    folder = tmp_path / "digits"
+    shutil.copytree(EXAMPLES_DIR / "digits", folder, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    toml = (folder / "slimserve.toml").read_text()
+    (folder / "slimserve.toml").write_text(toml.replace('shape = [-1, 10]', 'shape = [-1, 3]').replace("labels = [", "# labels = ["))
+    with pytest.raises(ModelError) as caught:
+        build(folder, tmp_path / "out")
+    assert str(caught.value) == "export.outputs[0] (logits).shape: declared [-1, 3], the model's is [-1, 10]"
