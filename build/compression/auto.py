@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

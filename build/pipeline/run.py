@@ -31,7 +31,12 @@ from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.report import write_plot, write_report
 from slimserve.build.pipeline.servecheck import check_served
-from slimserve.build.pipeline.source import call_user, load_callable, load_torch_model, resolve_weights
+from slimserve.build.pipeline.source import (
+    call_user,
+    load_callable,
+    load_torch_model,
+    resolve_weights,
+)
 from slimserve.handler.app import OPENAPI_FILE
 from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ModelFile
 from slimserve.handler.model import load_model
