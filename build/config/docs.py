@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from slimserve.build.config.schema import TASK_OPTIONS, BuildConfig
+from slimserve.build.config.schema import BuildConfig
+from slimserve.build.config.task_options import TASK_OPTIONS
 
 HEADER = """# slimserve.toml: every key
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from slimserve.build.config.schema import TASK_OPTIONS, BuildConfig
+from slimserve.build.config.schema import BuildConfig
+from slimserve.build.config.task_options import TASK_OPTIONS
 from slimserve.build.errors import ConfigError
 from slimserve.build.paths import CONFIG_FILE
 

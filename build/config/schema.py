@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slimserve.build.config.task_options import TASK_OPTIONS, task_option_problems
 from slimserve.handler.manifest import Architecture, Limits, Task, TensorSpec
 from slimserve.infra.options import StackOptions
 
@@ -290,52 +291,6 @@ class RuntimeConfig(_Section):
         return value
 
 
-# --- [task_options]: one table per task; the build copies them (plus what it detects) into the
-# manifest, where the handler's task adapter reads them.
-
-
-class RawOptions(_Section):
-    """task = "raw": tensors in, the model's own tensors out. No options."""
-
-
-class ClassificationOptions(_Section):
-    """task = "classification": the model's outputs plus ``label`` and ``score`` (top-k)."""
-
-    top_k: int = Field(1, ge=1, description="labels and scores per row when a request does not say (parameters.top_k)")
-    output: str | None = Field(
-        None,
-        description="the output holding the class scores (logits or probabilities), when the model has more "
-        "than one float [batch, classes] output",
-    )
-    scores: Literal["logits", "probabilities"] | None = Field(
-        None,
-        description="what that output holds: logits (score = softmax) or probabilities (score = the value as "
-        "is); default: detected from the graph (a final Softmax, a scikit-learn converter's output), else logits",
-    )
-
-
-class EmbeddingOptions(_Section):
-    """task = "embedding": texts in, one vector per text out; the handler tokenizes."""
-
-    tokenizer: str = Field("tokenizer.json", description="file name of the tokenizer beside the model (model/ in lambda.zip)")
-    tokenizer_source: str | None = Field(
-        None,
-        description="where the build copies the tokenizer from: a path, or 'package:<import name>/<path>' "
-        "(default: task_options.tokenizer in the project folder)",
-    )
-    max_tokens: int | None = Field(
-        None, ge=2, description="the model's sequence length; texts are cut at min(this, runtime.limits.max_tokens)"
-    )
-
-
-# task -> its [task_options] table: the one place a task's options are declared.
-TASK_OPTIONS: dict[str, type[BaseModel]] = {
-    "raw": RawOptions,
-    "classification": ClassificationOptions,
-    "embedding": EmbeddingOptions,
-}
-
-
 class BuildConfig(_Section):
     """slimserve.toml."""
 
@@ -414,7 +369,7 @@ class BuildConfig(_Section):
                 f"validation.output: applies to task = 'raw' only; task = {self.task!r} scores the output it serves"
                 + (" (task_options.output)" if self.task == "classification" else "")
             )
-        problems += _task_option_problems(self.task, self.task_options)
+        problems += task_option_problems(self.task, self.task_options)
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -422,18 +377,3 @@ class BuildConfig(_Section):
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
 
-
-def _task_option_problems(task: str, options: dict[str, Any]) -> list[str]:
-    """Type errors in ``task_options`` for ``task`` ("task_options.<key>: message"); unknown keys
-    are reported by the loader with a suggestion."""
-    from pydantic import ValidationError
-
-    model = TASK_OPTIONS.get(task)
-    if model is None:
-        return []
-    known = {key: value for key, value in options.items() if key in model.model_fields}
-    try:
-        model.model_validate(known)
-    except ValidationError as exc:
-        return [f"task_options.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
-    return []

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from slimserve.build.config.docs import missing_descriptions, render
-from slimserve.build.config.schema import TASK_OPTIONS, BuildConfig
+from slimserve.build.config.schema import BuildConfig
+from slimserve.build.config.task_options import TASK_OPTIONS
 
 from repo import REPO_ROOT
 
