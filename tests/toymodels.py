@@ -94,7 +94,8 @@ def linear_classifier(
     **manifest: object,
 ) -> Path:
     """x (FP32 [-1, 2]) @ weights (2 x 3) -> ``logits``; ``probabilities`` = Softmax(logits);
-    ``label`` = ArgMax (INT64 [-1]). ``outputs`` picks which of them the graph returns (renamed
+    ``label`` = ArgMax (INT64 [-1]); ``least`` = ArgMin (a model's own prediction that is not its
+    most probable class, as an SVC's can be). ``outputs`` picks which of them the graph returns (renamed
     with ``name:graph_name`` to use another name); ``manifest`` holds the manifest's other fields
     (task, labels, task_options...), ``added_outputs`` the API outputs the task adds. With
     ``model_path`` the file is written there and no manifest is made (an ONNX source for a build)."""
@@ -105,11 +106,13 @@ def linear_classifier(
         helper.make_node("Softmax", ["logits_"], ["probabilities"], axis=-1),
         helper.make_node("ArgMax", ["logits_"], ["argmax"], axis=-1, keepdims=0),
         helper.make_node("Identity", ["argmax"], ["label"]),
+        helper.make_node("ArgMin", ["logits_"], ["least"], axis=-1, keepdims=0),
     ]
     kinds = {
         "logits": (TensorProto.FLOAT, ["batch", w.shape[1]]),
         "probabilities": (TensorProto.FLOAT, ["batch", w.shape[1]]),
         "label": (TensorProto.INT64, ["batch"]),
+        "least": (TensorProto.INT64, ["batch"]),  # a "prediction" that is not the most probable class
     }
     graph_outputs, specs = [], []
     for entry in outputs:
@@ -119,7 +122,7 @@ def linear_classifier(
             nodes.append(helper.make_node("Identity", [kind], [renamed]))
         element, shape = kinds[kind]
         graph_outputs.append(helper.make_tensor_value_info(output_name, element, shape))
-        specs.append({"name": output_name, "datatype": "INT64" if kind == "label" else "FP32", "shape": [-1] if kind == "label" else [-1, w.shape[1]]})
+        specs.append({"name": output_name, "datatype": "INT64" if kind in ("label", "least") else "FP32", "shape": [-1] if kind in ("label", "least") else [-1, w.shape[1]]})
     graph = helper.make_graph(
         nodes, "linear_classifier",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", w.shape[0]])],

@@ -6,7 +6,7 @@ probabilities and its own accuracy (``score``).
 
 Members: scikit-learn through skl2onnx (a random forest with the converter's defaults, ZipMap
 on; gradient boosting; a scaler + logistic-regression pipeline with string classes; an MLP; a
-naive Bayes served as ``raw``), PyTorch (a small CNN with BatchNorm, built from its module and
+naive Bayes served as ``raw``; an SVC whose predict is not always its most probable class), PyTorch (a small CNN with BatchNorm, built from its module and
 weights; a model exported by ``torch.onnx.export`` with torch 2.13's defaults: the dynamo
 exporter, external data, opset 18+) and a two-output ONNX model served as ``raw``.
 """
@@ -166,6 +166,22 @@ def naive_bayes_raw(folder: Path) -> Expected:
     toml = MINIMAL_TOML.format(name="naive-bayes", task="raw").replace('metric = "accuracy"', 'metric = "accuracy"\noutput = "label"')
     data = (iris.data, iris.target_names[iris.target])
     return _sklearn_project(folder, "naive-bayes", GaussianNB(), data, options={"zipmap": False}, toml=toml)
+
+
+def svc(folder: Path) -> Expected:
+    """StandardScaler + SVC with Platt probabilities on breast cancer: its predict votes, so on some
+    rows it is not the most probable class; the served label is the model's own prediction."""
+    import warnings
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.9 deprecates probability=True
+        model = make_pipeline(StandardScaler(), SVC(probability=True, random_state=SEED))
+        return _sklearn_project(folder, "svc", model, load_breast_cancer(return_X_y=True))
 
 
 # --- PyTorch -------------------------------------------------------------------------------------------
@@ -340,6 +356,7 @@ ZOO: dict[str, Callable[[Path], Expected]] = {
     "scaler-linear": scaler_linear,
     "mlp": mlp,
     "naive-bayes": naive_bayes_raw,
+    "svc": svc,
     "cnn": cnn,
     "dynamo": dynamo_export,
     "two-heads": multi_output,

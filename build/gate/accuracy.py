@@ -24,7 +24,12 @@ from slimserve.build.gate.served import ServedRunner, api_inputs, manifest_for
 from slimserve.build.gate.validate import GateResult, label_gate, torch_outputs
 from slimserve.build.pipeline.classification import check_probabilities, expected_labels
 from slimserve.build.pipeline.interface import served_interface
-from slimserve.handler.tasks.classification import LABEL_OUTPUT, probabilities, top_labels
+from slimserve.handler.tasks.classification import (
+    LABEL_OUTPUT,
+    predicted_classes,
+    probabilities,
+    top_labels,
+)
 
 SERVED_DIR = "served"  # beside the reference model: the model folders the handler loads
 
@@ -93,7 +98,11 @@ class AccuracyEvaluator:
             return raw_predictions(scores), scores.astype(np.float64)
         probs = probabilities(scores, self.kind)
         labels = np.array(self.served.labels, dtype=object)
-        return top_labels(probs, labels, 1)[LABEL_OUTPUT][:, 0], probs.astype(np.float64)
+        options = self.served.task_options
+        predicted = (
+            predicted_classes(outputs[options["label_output"]], options["label_values"]) if "label_output" in options else None
+        )
+        return top_labels(probs, labels, 1, predicted)[LABEL_OUTPUT][:, 0], probs.astype(np.float64)
 
     def _from_answers(self, answers: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and scores from what the handler served."""

@@ -11,7 +11,9 @@ manifest (``task_options.output``, ``task_options.scores``, ``labels``):
   a scikit-learn converter's classifier), else logits. Probabilities are checked on the held-out
   data (``check_probabilities``): rows in [0, 1] that sum to 1;
 - labels: ``labels``, else the classes the converter stored in the graph (``classlabels_*``), else
-  the class indices; their count must be the number of classes.
+  the class indices; their count must be the number of classes;
+- the top-1 label: a converter's own predicted-label output when there is one
+  (``task_options.label_output``), else the most probable class.
 """
 
 from __future__ import annotations
@@ -84,6 +86,16 @@ def serve(config: BuildConfig, model: ModelInterface) -> ServedInterface:
         raise ModelError(f"labels: {source} {len(labels)} classes, the model's output {spec.name!r} has {classes}")
     if config.labels is not None and model.class_labels is not None and len(model.class_labels) != len(labels):
         raise ModelError(f"labels: {len(labels)} given, the model stores {len(model.class_labels)} classes {model.class_labels}")
+    options = {**config.task_options, "output": spec.name, "scores": kind}
+    own = [
+        other for other in model.outputs
+        if other.datatype in ("INT64", "INT32", "BYTES") and other.shape[1:] in ([], [1])
+    ]
+    if len(own) == 1 and model.class_labels is not None and len(model.class_labels) == len(labels):
+        # A converter's classifier also returns its own prediction, which is not always the most
+        # probable class (an SVC votes): serve it as the top-1 label, as scikit-learn's predict does.
+        options.update(label_output=own[0].name, label_values=list(model.class_labels))
+        notes.append(f"top-1 label: the model's own prediction (output {own[0].name!r}), as its library's predict")
     return ServedInterface(
         model=model,
         inputs=list(model.inputs),
@@ -94,7 +106,7 @@ def serve(config: BuildConfig, model: ModelInterface) -> ServedInterface:
         ],
         scored_output=spec.name,
         labels=labels,
-        task_options={**config.task_options, "output": spec.name, "scores": kind},
+        task_options=options,
         notes=notes,
     )
 

@@ -3,7 +3,9 @@
 The class scores come from one output of the model (``task_options.output``; by default its only
 output): logits, to which softmax is applied, or probabilities, served as they are
 (``task_options.scores``, which the build detects from the graph and writes into the manifest).
-Models with more outputs (scikit-learn converters return the predicted label too) keep them all.
+Models with more outputs keep them all; a model's own predicted label (scikit-learn converters'
+label output, ``task_options.label_output``) is the top-1 label, whether or not it is the most
+probable class (it is not always, e.g. for an SVC).
 """
 
 from __future__ import annotations
@@ -31,9 +33,25 @@ def probabilities(scores: np.ndarray, kind: str) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def top_labels(probs: np.ndarray, labels: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
-    """``label`` (the top_k labels, best first; ties keep the class order) and ``score``."""
-    order = np.argsort(-probs, axis=-1, kind="stable")[..., :top_k]
+def predicted_classes(values: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Class positions of a model's own predicted labels (e.g. scikit-learn's ``predict``, which
+    for some models is not the most probable class), given the classes in score order."""
+    position = {label: index for index, label in enumerate(classes)}
+    flat = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in np.asarray(values).reshape(len(values), -1)[:, 0].tolist()]
+    unknown = [value for value in flat if value not in position]
+    if unknown:
+        raise InferenceError(f"the model predicted the label {unknown[0]!r}, which is not one of its classes")
+    return np.array([position[value] for value in flat], dtype=np.int64)
+
+
+def top_labels(probs: np.ndarray, labels: np.ndarray, top_k: int, predicted: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``label`` (the top_k labels, best first; ties keep the class order) and ``score`` (their
+    probabilities). ``predicted``: the model's own top-1 class per row, put first."""
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    if predicted is not None:
+        rest = order[order != predicted[:, None]].reshape(len(order), -1)
+        order = np.concatenate([predicted[:, None], rest], axis=1)
+    order = order[..., :top_k]
     return {
         LABEL_OUTPUT: labels[order],
         SCORE_OUTPUT: np.take_along_axis(probs, order, axis=-1).astype(np.float32),
@@ -87,6 +105,14 @@ class ClassificationTask:
             raise ModelLoadError(f"manifest has {len(labels)} labels but the model outputs {classes} classes")
         self.labels = np.array(labels, dtype=object)
         self.default_top_k = int(options.get("top_k", 1))
+        # The model's own predicted label (scikit-learn converters' label output) and the values
+        # it takes, in score order: served as the top-1 label, as the model decides it.
+        self.label_output = options.get("label_output")
+        self.label_values = list(options.get("label_values") or labels)
+        if self.label_output is not None and self.label_output not in outputs:
+            raise ModelLoadError(f"task_options.label_output {self.label_output!r} is not an output of the model")
+        if len(self.label_values) != len(self.labels):
+            raise ModelLoadError(f"task_options.label_values has {len(self.label_values)} classes, the labels {len(self.labels)}")
 
     def infer(self, tensors: dict[str, np.ndarray], parameters: dict[str, Any]) -> dict[str, np.ndarray]:
         outputs = self.model.run(tensors)
@@ -96,4 +122,5 @@ class ClassificationTask:
         scores = outputs[self.scores_name]
         if scores.shape[-1] != len(self.labels):
             raise InferenceError(f"the model returned {scores.shape[-1]} class scores for {len(self.labels)} labels")
-        return {**outputs, **top_labels(probabilities(scores, self.kind), self.labels, top_k)}
+        predicted = None if self.label_output is None else predicted_classes(outputs[self.label_output], self.label_values)
+        return {**outputs, **top_labels(probabilities(scores, self.kind), self.labels, top_k, predicted)}

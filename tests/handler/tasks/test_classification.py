@@ -61,6 +61,19 @@ def test_label_and_probabilities_model_keeps_every_output(tmp_path: Path) -> Non
     assert set(out) == {"model_label", "probabilities", "label", "score"}
 
 
+def test_the_models_own_prediction_is_the_top_label_even_when_not_the_most_probable(tmp_path: Path) -> None:
+    task = _served(
+        tmp_path, ("least", "probabilities"),
+        task_options={"output": "probabilities", "scores": "probabilities", "label_output": "least", "label_values": ["0", "1", "2"]},
+        labels=["cat", "dog", "eel"],
+    )
+    out = task.infer({"x": ROW}, {"top_k": 3})
+    probs = _probabilities(ROW[0])
+    assert out["least"].tolist() == [int(probs.argmin())] == [0]
+    assert out["label"].tolist() == [["cat", "dog", "eel"]]  # the model's choice first, then by probability
+    assert out["score"][0].tolist() == pytest.approx([probs[0], probs[1], probs[2]], abs=1e-6)
+
+
 def test_predict_returns_every_output_of_the_model(tmp_path: Path) -> None:
     _served(
         tmp_path, ("label:model_label", "probabilities"),
