@@ -85,6 +85,13 @@ def weight_bytes(model_path: Path) -> dict[str, int]:
     return {node.name: sum(sizes.get(name, 0) for name in node.input) for node in model.graph.node}
 
 
+# ai.onnx.ml operators that hold a model's parameters in their attributes.
+_ATTRIBUTE_MODELS = {
+    "TreeEnsemble", "TreeEnsembleClassifier", "TreeEnsembleRegressor", "LinearClassifier", "LinearRegressor",
+    "SVMClassifier", "SVMRegressor", "Scaler", "Normalizer", "Imputer", "OneHotEncoder", "LabelEncoder",
+}
+
+
 def not_applicable(model_path: Path, method: str) -> str | None:
     """Why ``method`` cannot shrink this model (None when it can): int8, fp16 and MatMulNBits
     rewrite MatMul / Gemm / Conv (and embedding Gather) weights; tree ensembles, linear models and
@@ -101,7 +108,7 @@ def not_applicable(model_path: Path, method: str) -> str | None:
     if nodes:
         return None
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    attribute_ops = sorted({node.op_type for node in graph.node if node.domain == "ai.onnx.ml"})
+    attribute_ops = sorted({node.op_type for node in graph.node if node.domain == "ai.onnx.ml" and node.op_type in _ATTRIBUTE_MODELS})
     holders = f"; its parameters are in {', '.join(attribute_ops)} attributes" if attribute_ops else ""
     what = "MatMul with constant weights" if method == "matmul-nbits" else "MatMul, Gemm or Conv with constant weights"
     return f"the model has no {what}{holders}"

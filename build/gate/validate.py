@@ -14,6 +14,8 @@ from typing import Any, Callable
 import numpy as np
 
 Predictor = Callable[[dict[str, np.ndarray]], np.ndarray]
+# Score differences below this are float rounding (fp32 vs fp32), not worth a word.
+SCORE_NOTE_ABOVE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class GateResult:
         if self.passed:
             return f"accuracy gate passed on {self.samples} held-out samples: " + "; ".join(
                 check.explain() for check in self.checks
-            )
+            ) + self._score_note()
         missed = "; ".join(check.explain() for check in self.failures)
         return (
             f"accuracy gate FAILED on {self.samples} held-out samples: {missed}. "
@@ -66,6 +68,17 @@ class GateResult:
             f"{self.candidate:.4f}. Nothing was bundled. Loosen validation.tolerance only if that "
             "loss is acceptable, or choose a gentler compression (per_channel = true, "
             "nodes_to_exclude, fp16, or method = \"none\")."
+        )
+
+    def _score_note(self) -> str:
+        """Labels can all agree while scores move (int8): say by how much when nothing bounds it."""
+        difference = self.extra.get("max_abs_output_diff")
+        bounded = any(check.name == "max score difference" for check in self.checks)
+        if difference is None or bounded or difference <= SCORE_NOTE_ABOVE:
+            return ""
+        return (
+            f"; the shipped model's scores differ from the original's by up to {difference:.3g} "
+            "(validation.max_score_diff bounds that)"
         )
 
     def to_manifest(self) -> dict[str, Any]:
