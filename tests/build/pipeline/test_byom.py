@@ -178,3 +178,22 @@ def test_a_pytorch_export_is_checked_against_its_declaration(tmp_path: Path, dig
     with pytest.raises(ModelError) as caught:
         build(folder, tmp_path / "out")
     assert str(caught.value) == "export.outputs[0] (logits).shape: declared [-1, 3], the model's is [-1, 10]"
+
+
+def test_the_gate_scores_the_served_probabilities_not_the_first_output(tmp_path: Path) -> None:
+    """A model returning (label, probabilities), as skl2onnx converts classifiers: the gate
+    measured argmax(label) = the share of class 0 before; it scores the served label now."""
+    from slimserve.build.config import load_config
+    from slimserve.build.gate.evaluate import evaluator_for
+    from slimserve.build.gate.reference import Reference
+    from slimserve.build.pipeline.run import load_source
+
+    folder = project(tmp_path / "project", ("label", "probabilities"))
+    config = load_config(folder)
+    fp32, torch_model, served = load_source(config, tmp_path / "work", Steps())
+    assert served.scored_output == "probabilities" and served.task_options["scores"] == "probabilities"
+    assert [spec.name for spec in served.outputs] == ["model_label", "probabilities", "label", "score"]
+    evaluator = evaluator_for(config, Reference(fp32, torch_model, served.model.input_names, served))
+    gate = evaluator.gate(fp32)
+    assert gate.reference == gate.candidate == 1.0  # data.py's labels are the model's argmax
+    assert gate.output == "probabilities"
