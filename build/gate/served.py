@@ -90,11 +90,16 @@ class ServedRunner:
         self._count = 0
 
     def adapter(self, model_path: Path) -> TaskAdapter:
+        """The handler's adapter over ``model_path`` (its folder is removed once loaded: a hard
+        link per candidate of a search would keep every candidate's bytes on disk)."""
         self._count += 1
         folder = self.folder / f"{self._count:02d}-{model_path.stem}"
         shutil.rmtree(folder, ignore_errors=True)
-        stage_model(model_path, self.manifest, folder)
-        return load_adapter(folder)
+        try:
+            stage_model(model_path, self.manifest, folder)
+            return load_adapter(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def answers(self, model_path: Path, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
         """Every output the API returns for ``inputs``, answered ``batch_size`` rows at a time."""
