@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from slimserve.build.pipeline.bundle import sha256_file
 from slimserve.handler.manifest import MANIFEST_SCHEMA, Manifest
@@ -30,7 +30,7 @@ ONNX_TYPES = {
 }
 
 
-def _save(model: onnx.ModelProto, folder: Path, name: str, inputs: list[dict], outputs: list[dict], **extra) -> Path:
+def _save(model: onnx.ModelProto, folder: Path, name: str, inputs: list[dict], outputs: list[dict] | None = None, **extra) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     onnx.checker.check_model(model)
     path = folder / "model.onnx"
@@ -121,6 +121,62 @@ def tabular_classifier(folder: Path, *, features: int = 8, classes: int = 3, bac
         files={"background.npy": sha256_file(folder / "background.npy")},
         explain={"methods": ["kernel-shap", "shapley-sampling", "leave-one-out"], "background": "background.npy"},
     )
+
+
+def linear_classifier(
+    folder: Path,
+    outputs: tuple[str, ...] = ("logits",),
+    *,
+    name: str = "toy",
+    weights: np.ndarray | None = None,
+    model_path: Path | None = None,
+    added_outputs: tuple[dict, ...] = (),
+    **manifest: object,
+) -> Path:
+    """x (FP32 [-1, 2]) @ weights (2 x 3) -> ``logits``; ``probabilities`` = Softmax(logits);
+    ``label`` = ArgMax (INT64 [-1]); ``least`` = ArgMin (a model's own prediction that is not its
+    most probable class, as an SVC's can be). ``outputs`` picks which of them the graph returns (renamed
+    with ``name:graph_name`` to use another name); ``manifest`` holds the manifest's other fields
+    (task, labels, task_options...), ``added_outputs`` the API outputs the task adds. With
+    ``model_path`` the file is written there and no manifest is made (an ONNX source for a build)."""
+    w = weights if weights is not None else np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.0]], dtype=np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits_"]),
+        helper.make_node("Identity", ["logits_"], ["logits"]),
+        helper.make_node("Softmax", ["logits_"], ["probabilities"], axis=-1),
+        helper.make_node("ArgMax", ["logits_"], ["argmax"], axis=-1, keepdims=0),
+        helper.make_node("Identity", ["argmax"], ["label"]),
+        helper.make_node("ArgMin", ["logits_"], ["least"], axis=-1, keepdims=0),
+    ]
+    kinds = {
+        "logits": (TensorProto.FLOAT, ["batch", w.shape[1]]),
+        "probabilities": (TensorProto.FLOAT, ["batch", w.shape[1]]),
+        "label": (TensorProto.INT64, ["batch"]),
+        "least": (TensorProto.INT64, ["batch"]),  # a "prediction" that is not the most probable class
+    }
+    graph_outputs, specs = [], []
+    for entry in outputs:
+        kind, _, renamed = entry.partition(":")
+        output_name = renamed or kind
+        if renamed:
+            nodes.append(helper.make_node("Identity", [kind], [renamed]))
+        element, shape = kinds[kind]
+        graph_outputs.append(helper.make_tensor_value_info(output_name, element, shape))
+        specs.append({"name": output_name, "datatype": "INT64" if kind in ("label", "least") else "FP32", "shape": [-1] if kind in ("label", "least") else [-1, w.shape[1]]})
+    graph = helper.make_graph(
+        nodes, "linear_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", w.shape[0]])],
+        graph_outputs,
+        initializer=[numpy_helper.from_array(w.astype(np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if model_path is not None:
+        onnx.checker.check_model(model)
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(model_path))
+        return model_path
+    return _save(model, folder, name, [{"name": "x", "datatype": "FP32", "shape": [-1, w.shape[0]]}], [*specs, *added_outputs], **manifest)
 
 
 # --- weight edits on the digits MLP export: same fp32 function, hard to quantize -----------

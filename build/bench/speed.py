@@ -31,7 +31,7 @@ SHAPES = (("1x16", 1, 16), ("8x64", 8, 64))
 def shape_label(example: Example, batch: int, tokens: int) -> str:
     if example.is_text:
         return f"batch {batch} × {tokens} tokens"
-    dims = ", ".join(str(batch if axis == 0 and dim == -1 else dim) for axis, dim in enumerate(example.config.export.inputs[0].shape))
+    dims = ", ".join(str(batch if axis == 0 and dim == -1 else dim) for axis, dim in enumerate(example.manifest.inputs[0].shape))
     return f"batch {batch} ([{dims}]; no token axis)"
 
 
@@ -107,7 +107,7 @@ def measure_speed(
     else:
         torch_note = "no PyTorch source (source.onnx): PyTorch eager not measured"
         torch_version = None
-    order = [spec.name for spec in example.config.export.inputs]
+    order = [spec.name for spec in (example.config.export.inputs or example.manifest.inputs)]
     cells: list[dict[str, Any]] = []
     for thread_count in threads:
         if torch_model is not None:

