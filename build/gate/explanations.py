@@ -48,8 +48,25 @@ class ExplainPlan:
     texts: list[str] | None  # embeddings: the held-out texts explained for the report
 
 
-def unsupported(config: BuildConfig, model_inputs: list[TensorSpec]) -> str | None:
-    """Why this model (whose ONNX inputs are ``model_inputs``) gets no explanations, or None."""
+NUMERIC_OUTPUTS = ("FP32", "FP64", "FP16", "BF16")
+
+
+def explained_output(task: str, scored_output: str, outputs: list[TensorSpec]) -> str | None:
+    """The output an explanation attributes: the class scores for classification, else the model's
+    first floating-point output (a converter's string or integer label has no attribution)."""
+    if task == "classification":
+        return scored_output
+    return next((spec.name for spec in outputs if spec.datatype in NUMERIC_OUTPUTS), None)
+
+
+def unsupported(
+    config: BuildConfig, model_inputs: list[TensorSpec], explained: str | None = "", outputs: list[TensorSpec] | None = None
+) -> str | None:
+    """Why this model (whose ONNX inputs are ``model_inputs``) gets no explanations, or None.
+    ``explained``: the output explanations attribute (None: the model has no numeric output)."""
+    if explained is None:
+        names = [f"{spec.name} ({spec.datatype})" for spec in outputs or []]
+        return f"attributions need a floating-point output; the model's are {', '.join(names)}"
     if config.task == "embedding":
         if "attention_mask" not in {spec.name for spec in model_inputs}:
             return "token attributions need a model that takes attention_mask"
@@ -182,20 +199,27 @@ def _spearman(first: np.ndarray, second: np.ndarray) -> float:
     return float(spearmanr(first, second).statistic)
 
 
-def global_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path) -> ExplanationReport:
+def global_importance(
+    config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path, scored_output: str | None = None
+) -> ExplanationReport:
+    """``scored_output``: the output explained (the served class scores; a converter's classifier
+    lists its predicted label first, so output 0 is not it). Default: the model's first output."""
     if plan_.texts is not None:
         return _token_importance(config, plan_, original, shipped)
-    return _tensor_importance(config, plan_, original, shipped)
+    return _tensor_importance(config, plan_, original, shipped, scored_output)
 
 
-def _tensor_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path) -> ExplanationReport:
+def _tensor_importance(
+    config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path, scored_output: str | None
+) -> ExplanationReport:
     assert plan_.background is not None and plan_.rows is not None
     spec, settings = plan_.spec, config.explain
     name = plan_.input_name
     groups = patch_groups(int(np.prod(plan_.rows.shape[1:])), spec.image_shape, spec.patch)
 
     def outputs(session: Any, rows: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: rows})[0].reshape(len(rows), -1)
+        wanted = None if scored_output is None else [scored_output]
+        return np.asarray(session.run(wanted, {name: rows})[0], dtype=np.float64).reshape(len(rows), -1)
 
     sessions = [onnx_session(original), onnx_session(shipped)]
     # The original's predicted class for classification (element 0 for raw models), for both.

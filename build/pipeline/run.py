@@ -21,6 +21,7 @@ from slimserve.build.gate.explanations import (
     BACKGROUND_FILE,
     ExplainPlan,
     ExplanationReport,
+    explained_output,
     global_importance,
     plan,
     unsupported,
@@ -190,7 +191,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     }
     explain_plan, explanations = (None, None)
     if config.explain.enabled and gate.passed:
-        explain_plan, explanations = _explain(config, served.model.inputs, fp32_path, compressed_path, steps)
+        explain_plan, explanations = _explain(config, served, fp32_path, compressed_path, steps)
         if explanations is not None:
             gate.extra.update(explanations.to_manifest())
             if config.validation.min_explanation_agreement is not None:
@@ -261,10 +262,12 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
 
 def _explain(
-    config: BuildConfig, model_inputs: list[TensorSpec], original: Path, shipped: Path, steps: Steps
+    config: BuildConfig, served: ServedInterface, original: Path, shipped: Path, steps: Steps
 ) -> tuple[ExplainPlan | None, ExplanationReport | None]:
     """What POST .../explain offers, and the report's global importance, original vs shipped."""
-    reason = unsupported(config, model_inputs)
+    model_inputs = served.model.inputs
+    explained = explained_output(config.task, served.scored_output, served.model.outputs)
+    reason = unsupported(config, model_inputs, explained, served.model.outputs)
     if reason is not None:
         if config.validation.min_explanation_agreement is not None:
             raise ConfigError(f"validation.min_explanation_agreement: this model gets no explanations ({reason})")
@@ -273,6 +276,6 @@ def _explain(
     rows = config.explain.importance_samples
     with steps.step("explain", f"global importance on {rows} held-out samples, original vs shipped"):
         explain_plan = plan(config, model_inputs)
-        report = global_importance(config, explain_plan, original, shipped)
+        report = global_importance(config, explain_plan, original, shipped, explained)
         steps.log(f"explanations: rank correlation (Spearman) original vs shipped {report.agreement:.4f}")
     return explain_plan, report

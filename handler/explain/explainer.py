@@ -164,7 +164,9 @@ class Explainer:
                 else f"{kind[:-1]} of class {target} (output '{scores}')"
             )
             return score_rows, float(served[0, target]), {"target": target, "label": labels[target], "explained": what}
-        output = self.model.manifest.outputs[0].name
+        # The first floating-point output (the build offers explanations only if there is one):
+        # a converter's string or integer label output has no attribution.
+        output = next(spec.name for spec in self.model.manifest.outputs if spec.datatype in ("FP32", "FP64", "FP16", "BF16"))
         row = np.asarray(produced[output])[0].reshape(-1)
         target = 0 if request_target is None else request_target
         if not _integer(target) or not 0 <= target < row.size:

@@ -6,7 +6,9 @@ is, then served by ``slimserve local`` (the real zip under the Lambda runtime cl
 - through the local API, the served labels agree with the original model on >= 99 % of the
   held-out rows and the served scores are its probabilities: within 1e-3 when the model ships
   uncompressed, else within what the gate measured and reported (max_abs_output_diff; the zoo's
-  MLP and CNN bound it to 1e-2 with validation.max_score_diff).
+  MLP and CNN bound it to 1e-2 with validation.max_score_diff);
+- where the build offers explanations, ``/explain`` attributes the served scores (not a
+  converter's string label) and base + sum of attributions is the explained output.
 """
 
 from __future__ import annotations
@@ -115,7 +117,23 @@ def test_local_serves_the_originals_labels_and_probabilities(zoo_build: tuple[st
             scores = answers[scores_output].astype(np.float64)
             probabilities = scores if label_output else _softmax(scores)
             labels = answers[label_output] if label_output else np.array([str(i) for i in probabilities.argmax(axis=1)], dtype=object)
+        if manifest.explain is not None:
+            _assert_explains_a_numeric_output(client, manifest, x[:1])
     agreement = float(np.mean(labels.astype(str) == expected.predictions.astype(str)))
     assert agreement >= 0.99, f"{name}: served labels agree with the original on {agreement:.2%} of rows"
     difference = float(np.max(np.abs(probabilities - expected.probabilities)))
     assert difference <= tolerance, f"{name}: served probabilities differ from the original's by up to {difference:.2g}"
+
+
+def _assert_explains_a_numeric_output(client: httpx.Client, manifest: Manifest, row: np.ndarray) -> None:
+    (spec,) = manifest.inputs
+    body = {"inputs": [{"name": spec.name, "datatype": spec.datatype, "shape": list(row.shape), "data": row.ravel().tolist()}]}
+    response = client.post(f"/v2/models/{manifest.name}/explain", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    parameters = answer["parameters"]
+    attributions = next(output for output in answer["outputs"] if output["name"] == "attributions")
+    assert attributions["shape"] == list(row.shape)
+    total = parameters["base_value"] + float(np.sum(attributions["data"]))
+    assert abs(total - parameters["output_value"]) <= max(1e-3 * abs(parameters["output_value"]), 1e-4) or not parameters["exact"]
+    assert "label" not in parameters["explained"]  # the served scores or a float output, never a string label
