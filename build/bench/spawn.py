@@ -38,8 +38,15 @@ if os.environ["BENCH_MODE"] == "floor":
     options.intra_op_num_threads = int(os.environ["BENCH_THREADS"])
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # The handler's options (handler/model.py session_options) with the manifest's
+    # runtime.onnxruntime, spelled out: the floor imports nothing of slimserve.
+    serving = json.loads(os.environ.get("BENCH_ORT_OPTIONS") or "{{}}")
+    levels = onnxruntime.GraphOptimizationLevel
+    options.graph_optimization_level = {{"basic": levels.ORT_ENABLE_BASIC, "extended": levels.ORT_ENABLE_EXTENDED,
+                                         "all": levels.ORT_ENABLE_ALL}}[serving.get("graph_optimization_level", "basic")]
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (serving.get("config") or {{}}).items():
+        options.add_session_config_entry(key, value)
     session = onnxruntime.InferenceSession(os.environ["BENCH_ONNX"], sess_options=options, providers=["CPUExecutionProvider"])
     T2 = time.perf_counter()
     # The floor answers nothing: its "import + init" includes opening the session.

@@ -7,6 +7,7 @@ says which one missed by how much.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -101,13 +102,17 @@ def batched(predict: Predictor, inputs: dict[str, np.ndarray], batch_size: int) 
     return np.concatenate(parts, axis=0)
 
 
-def onnx_session(model_path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads and one inter-op thread."""
+def onnx_session(model_path: Path, threads: int = 1, serving: Mapping[str, Any] | None = None) -> Any:
+    """An onnxruntime CPU session opened as the handler opens it (handler/model.py
+    ``session_options``) with ``threads`` intra-op threads and the options ``model_path`` is
+    served with (``serving``, default its ``portability.serving_options``: what the manifest
+    records), so the gate measures the arithmetic that will run."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    from slimserve.build.gate.portability import serving_options
+    from slimserve.handler.model import session_options
+
+    options = session_options(threads, serving if serving is not None else serving_options(model_path))
     return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
