@@ -18,7 +18,12 @@ from slimserve.build.compression import per_token
 from slimserve.build.compression.methods import compress
 from slimserve.build.config import CompressionConfig
 from slimserve.build.errors import CompressionError
-from slimserve.build.gate.portability import DEFAULT_SERVING, PRECISE_INT8_SERVING, integer_portability, serving_options
+from slimserve.build.gate.portability import (
+    DEFAULT_SERVING,
+    PRECISE_INT8_SERVING,
+    integer_portability,
+    serving_options,
+)
 from slimserve.build.gate.validate import cosine_rows, onnx_session
 
 from toymodels import tiny_encoder

@@ -23,7 +23,12 @@ import pytest
 
 from slimserve.build.compression.methods import compress
 from slimserve.build.config import CompressionConfig
-from slimserve.build.gate.portability import DEFAULT_SERVING, PRECISE_INT8_SERVING, integer_portability, serving_options
+from slimserve.build.gate.portability import (
+    DEFAULT_SERVING,
+    PRECISE_INT8_SERVING,
+    integer_portability,
+    serving_options,
+)
 
 from toymodels import tiny_encoder
 
