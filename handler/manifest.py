@@ -107,9 +107,11 @@ class OnnxRuntimeOptions(_Strict):
     those handlers set."""
 
     graph_optimization_level: Literal["basic", "extended", "all"] = "basic"
-    # Session config entries (``SessionOptions.add_session_config_entry``), e.g.
-    # {"session.x64quantprecision": "1"}.
+    # Session config entries (``SessionOptions.add_session_config_entry``).
     config: dict[str, str] = Field(default_factory=dict)
+    # More entries, set only on x86-64 CPUs without VNNI (handler/model.py
+    # ``int8_kernels_can_saturate``), e.g. {"session.x64quantprecision": "1"}.
+    config_without_vnni: dict[str, str] = Field(default_factory=dict)
 
 
 class Runtime(_Strict):

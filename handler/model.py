@@ -39,15 +39,34 @@ OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-# The session config entry that makes onnxruntime convert full-range s8 weights to u8 on x86-64
-# CPUs without VNNI, where its u8 x s8 kernels can saturate (build/gate/portability.py).
+# The session config entry that makes onnxruntime convert full-range s8 weights to u8 (and use
+# its exact u8 x u8 kernels) on x86-64 CPUs, where u8 x s8 kernels without VNNI can saturate
+# (build/gate/portability.py). onnxruntime applies it on VNNI CPUs too, where it only costs
+# speed (MiniLM: 1.5x the time at 1 x 16 tokens), so a manifest asks for it in
+# ``config_without_vnni``: set only where the CPU lacks VNNI.
 X64_QUANT_PRECISION = "session.x64quantprecision"
+
+
+def int8_kernels_can_saturate() -> bool:
+    """Whether onnxruntime's u8 x s8 kernels can saturate here: an x86-64 CPU without
+    AVX512-VNNI (AMX CPUs have it too). Read from numpy's own CPUID-based detection, which an
+    emulator's CPU fools no more than onnxruntime's; unknown counts as "can" (the exact kernels)."""
+    import os
+
+    if os.uname().machine not in ("x86_64", "AMD64"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy moved its CPU table: take the exact (slower) kernels
+        return True
+    return not features.get("AVX512VNNI", False)
 
 
 def session_options(intra_op_threads: int, serving: Mapping[str, Any] | None = None) -> ort.SessionOptions:
     """The handler's session options; ``serving`` is the manifest's ``runtime.onnxruntime``
-    (graph_optimization_level, config entries). The build's gate opens its sessions with this
-    same function and the same ``serving``, so what was proven is what runs."""
+    (graph_optimization_level, config entries, and config entries for CPUs without VNNI). The
+    build's gate opens its sessions with this same function and the same ``serving``, so what
+    was proven is what runs."""
     serving = serving or {}
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -59,7 +78,10 @@ def session_options(intra_op_threads: int, serving: Mapping[str, Any] | None = N
     options.graph_optimization_level = OPTIMIZATION_LEVELS[serving.get("graph_optimization_level", "basic")]
     # Lambda has no persistent cores to spin on; spinning burns the billed CPU for nothing.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for key, value in (serving.get("config") or {}).items():
+    config = dict(serving.get("config") or {})
+    if serving.get("config_without_vnni") and int8_kernels_can_saturate():
+        config.update(serving["config_without_vnni"])
+    for key, value in config.items():
         options.add_session_config_entry(key, value)
     return options
 

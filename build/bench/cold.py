@@ -170,7 +170,10 @@ def _zip_contenders(setting: _Setting) -> list[Contender]:
     default = type(setting.example.manifest.runtime.onnxruntime)().model_dump()
 
     def floor(name: str, options: dict[str, Any]) -> Contender:
-        config = ", ".join(f"{key}={value}" for key, value in options["config"].items())
+        config = ", ".join(
+            [f"{key}={value}" for key, value in options["config"].items()]
+            + [f"{key}={value} without VNNI" for key, value in options.get("config_without_vnni", {}).items()]
+        )
         return Contender(
             name,
             [setting.python, "-S", "-c", DRIVER],

@@ -19,16 +19,22 @@ no clamp can happen. That is decided here from the model itself, not from its se
   config entry ``session.x64quantprecision = "1"`` at graph optimization level extended or all,
   onnxruntime's ``Avx2WeightS8ToU8Transformer`` rewrites the constant s8 weights of QAttention,
   MatMulIntegerToFloat, DynamicQuantizeMatMul, QGemm, DynamicQuantizeLSTM and (ONNX domain, as
-  of opset 10) MatMulInteger, QLinearMatMul and QLinearConv to u8 on CPUs whose u8 x s8 kernels
-  can overflow (``MlasPlatformU8S8Overflow``: x86-64 without VNNI), so they take the exact U8U8
-  kernels; VNNI/AMX CPUs keep their exact U8S8 kernels. Sources (onnxruntime 1.32):
+  of opset 10) MatMulInteger, QLinearMatMul and QLinearConv to u8 (zero point 128), so they take
+  the exact U8U8 kernels. It does so wherever ``MlasPlatformU8S8Overflow()`` holds, i.e. the
+  U8U8 and U8S8 dispatch tables differ: every x86-64 CPU, VNNI ones included, where u8 x s8 is
+  exact already and u8 x u8 slower (MiniLM on this project's AVX512-VNNI host: 1.5x the time
+  at 1 x 16 tokens). So the option is set only where the CPU lacks VNNI (handler/model.py
+  ``int8_kernels_can_saturate``), at level extended on every host (the same float graph).
+  Either way every integer product is exact: the same integers on every x86-64 host.
+  Sources (onnxruntime 1.32):
   ``include/onnxruntime/core/session/onnxruntime_session_options_config_keys.h``
-  (kOrtSessionOptionsAvx2PrecisionMode: "x64 quantization precision mode"),
+  (kOrtSessionOptionsAvx2PrecisionMode), ``onnxruntime/core/mlas/lib/platform.cpp``
+  (MlasPlatformU8S8Overflow),
   ``onnxruntime/core/optimizer/qdq_transformer/avx2_weight_s8_to_u8.cc`` (the op table) and
   ``onnxruntime/core/optimizer/graph_transformer_utils.cc`` (registered among the level-2
-  transformers: at ORT_ENABLE_BASIC it silently does nothing). Verified bit for bit: the
-  research behind issue 14 ran such models natively (AVX512-VNNI) and under
-  ``qemu-x86_64 -cpu Haswell`` (AVX2); tests/build/gate/test_portability_qemu.py repeats it.
+  transformers: at ORT_ENABLE_BASIC it silently does nothing). Verified bit for bit:
+  tests/build/gate/test_portability_qemu.py runs such models natively (AVX512-VNNI, no option)
+  and under ``qemu-x86_64 -cpu Haswell`` (AVX2, converted) and gets the same outputs.
   ``serving_options`` turns that on exactly for the models that need it, and the manifest
   carries it to the handler (``runtime.onnxruntime``).
 
@@ -39,6 +45,7 @@ may still differ in the last bits between kernels; the gate's bootstrap margin c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -77,10 +84,14 @@ _CONVERTED = {
     "QLinearMatMul": ("", (10,), (3,)),
     "QLinearConv": ("", (10,), (3,)),
 }
-# What a model that needs the conversion is served with (handler/model.py session_options).
-PRECISE_INT8_SERVING: dict[str, Any] = {"graph_optimization_level": "extended", "config": {X64_QUANT_PRECISION: "1"}}
+# What a model that needs the conversion is served with (handler/model.py session_options): level
+# extended everywhere (the same float graph on every host), the conversion where VNNI is missing
+# (onnxruntime would convert on VNNI CPUs too, where u8 x s8 is exact already and u8 x u8 slower).
+PRECISE_INT8_SERVING: dict[str, Any] = {
+    "graph_optimization_level": "extended", "config": {}, "config_without_vnni": {X64_QUANT_PRECISION: "1"},
+}
 # Everything else: the handler's defaults (what manifests without runtime.onnxruntime get).
-DEFAULT_SERVING: dict[str, Any] = {"graph_optimization_level": "basic", "config": {}}
+DEFAULT_SERVING: dict[str, Any] = {"graph_optimization_level": "basic", "config": {}, "config_without_vnni": {}}
 
 # Float ops that onnxruntime fuses with DequantizeLinear(int8 weight) into an integer kernel (QDQ).
 _QDQ_CONSUMERS = {"MatMul", "Gemm", "Conv", "Attention", "ConvTranspose"}
@@ -199,7 +210,8 @@ def _load(model_path: Path) -> Any:
 def precise_int8(serving: Mapping[str, Any]) -> bool:
     """Whether these session options make onnxruntime convert full-range s8 weights (above)."""
     level = serving.get("graph_optimization_level", "basic")
-    return level in ("extended", "all") and (serving.get("config") or {}).get(X64_QUANT_PRECISION) == "1"
+    converting = [serving.get("config") or {}, serving.get("config_without_vnni") or {}]
+    return level in ("extended", "all") and any(config.get(X64_QUANT_PRECISION) == "1" for config in converting)
 
 
 def serving_options(model_path: Path) -> dict[str, Any]:
@@ -218,8 +230,8 @@ def _serving_options(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
     constants = _constants(model.graph)
     for _, weights, converted, _ in _integer_products(model):
         if converted and any((_largest_s8(constants[w]) or 0) > SAFE_S8_WEIGHT for w in weights if w in constants):
-            return {**PRECISE_INT8_SERVING, "config": dict(PRECISE_INT8_SERVING["config"])}
-    return {**DEFAULT_SERVING, "config": {}}
+            return copy.deepcopy(PRECISE_INT8_SERVING)
+    return copy.deepcopy(DEFAULT_SERVING)
 
 
 def integer_portability(model_path: Path, architecture: str, serving: Mapping[str, Any] | None = None) -> Portability:
@@ -263,8 +275,9 @@ def integer_portability(model_path: Path, architecture: str, serving: Mapping[st
     if integer_ops == 0:
         return Portability(architecture, True, "no integer matrix products: nothing can clamp")
     converted_note = (
-        f"; onnxruntime converts the full-range s8 weights of {converted_ops} of them to u8 on CPUs without VNNI "
-        f"(session option {X64_QUANT_PRECISION} = 1 at optimization level extended, set in the manifest)"
+        f"; the full-range s8 weights of {converted_ops} of them are converted to u8 by onnxruntime on CPUs without "
+        f"VNNI (session option {X64_QUANT_PRECISION} = 1 there, optimization level extended everywhere: the manifest's "
+        "runtime.onnxruntime)"
         if converted_ops
         else ""
     )

@@ -89,7 +89,7 @@ def test_gelu_shift_is_folded_into_the_bias(tmp_path: Path) -> None:
     assert any(name.endswith("_bias") for name in bias_add.input)
 
 
-def test_reduce_range_weights_need_no_special_session_options(tmp_path: Path) -> None:
+def test_reduce_range_weights_need_no_special_session_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tiny_encoder(tmp_path / "fp32.onnx")
     compress(source, tmp_path / "full.onnx", CompressionConfig(method="per-token-int8"))
     compress(source, tmp_path / "seven.onnx", CompressionConfig(method="per-token-int8", reduce_range=True))
@@ -98,10 +98,19 @@ def test_reduce_range_weights_need_no_special_session_options(tmp_path: Path) ->
     assert integer_portability(tmp_path / "seven.onnx", "x86_64").saturation_free
     assert integer_portability(tmp_path / "full.onnx", "x86_64").saturation_free
     assert not integer_portability(tmp_path / "full.onnx", "x86_64", DEFAULT_SERVING).saturation_free
-    # The gate's sessions are the handler's: level extended and the conversion for the full range.
-    options = onnx_session(tmp_path / "full.onnx").get_session_options()
-    assert options.get_session_config_entry("session.x64quantprecision") == "1"
-    assert str(options.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+    # The gate's sessions are the handler's: level extended, and the conversion for the full
+    # range where the CPU lacks VNNI (whichever CPU runs this test: both cases are forced).
+    import slimserve.handler.model as handler_model
+
+    for saturates in (True, False):
+        monkeypatch.setattr(handler_model, "int8_kernels_can_saturate", lambda saturates=saturates: saturates)
+        options = onnx_session(tmp_path / "full.onnx").get_session_options()
+        assert str(options.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+        if saturates:
+            assert options.get_session_config_entry("session.x64quantprecision") == "1"
+        else:
+            with pytest.raises(RuntimeError, match="does not have configuration with key: session.x64quantprecision"):
+                options.get_session_config_entry("session.x64quantprecision")
     assert str(onnx_session(tmp_path / "seven.onnx").get_session_options().graph_optimization_level).endswith("ORT_ENABLE_BASIC")
 
 
