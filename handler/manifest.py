@@ -28,7 +28,7 @@ from slimserve.handler.manifest_file import (
 # imports them from here, with the schema.
 __all__ = [
     "MANIFEST_FILE", "MANIFEST_SCHEMA", "Architecture", "Datatype", "Limits", "Manifest", "ManifestError", "ModelFile",
-    "Runtime", "Sizes", "Task", "TensorSpec", "Validation", "load_manifest", "validate_manifest",
+    "OnnxRuntimeOptions", "Runtime", "Sizes", "Task", "TensorSpec", "Validation", "load_manifest", "validate_manifest",
 ]
 
 # Open Inference Protocol datatypes (KServe v2). BYTES carries strings.
@@ -101,6 +101,21 @@ class Limits(_Strict):
     max_tokens: int = Field(256, description="tokens per text after truncation (embedding)")
 
 
+class OnnxRuntimeOptions(_Strict):
+    """The onnxruntime session options a model is served with, beyond the handler's fixed ones
+    (thread counts, sequential execution, no spinning): written by the build from the shipped
+    model (build/gate/portability.py ``serving_options``), applied by handler/model.py, and the
+    ones the gate's own sessions used. Manifests of older builds lack it: the defaults are what
+    those handlers set."""
+
+    graph_optimization_level: Literal["basic", "extended", "all"] = "basic"
+    # Session config entries (``SessionOptions.add_session_config_entry``).
+    config: dict[str, str] = Field(default_factory=dict)
+    # More entries, set only on x86-64 CPUs without VNNI (handler/model.py
+    # ``int8_kernels_can_saturate``), e.g. {"session.x64quantprecision": "1"}.
+    config_without_vnni: dict[str, str] = Field(default_factory=dict)
+
+
 class Runtime(_Strict):
     python: str = "3.12"
     architecture: Architecture = "x86_64"
@@ -108,6 +123,7 @@ class Runtime(_Strict):
     memory_mb: int = 1024
     timeout_s: int = 20
     limits: Limits = Field(default_factory=Limits)
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
 
 
 class CanaryCheck(_Strict):

@@ -224,6 +224,76 @@ def offset_model(source: Path, destination: Path, offset: float = 1e4) -> Path:
 
 
 # The smallest valid slimserve.toml (an ONNX source), for config tests.
+def tiny_encoder(
+    path: Path, *, hidden: int = 32, ffn: int = 64, vocab: int = 1100, layers: int = 1, opset: int = 17,
+    decomposed_layer_norm: bool = False, seed: int = 0,
+) -> Path:
+    """A BERT-shaped encoder small enough for any test: token ids -> vocabulary Gather ->
+    layer norm -> per layer (Q, K, V MatMuls on one input, single-head attention, output
+    projection, residual, layer norm, FFN in, erf GELU, FFN out, residual, layer norm) -> mean
+    over tokens [batch, hidden]. Node names are ``n0``, ``n1``...: whatever finds its MatMuls
+    must read the structure, not BERT's names. ``decomposed_layer_norm`` spells the layer norms
+    out as opset < 17 exports do. A few hidden channels get large weights, as real encoders
+    have outlier channels."""
+    rng = np.random.default_rng(seed)
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+
+    def const(value: np.ndarray) -> str:
+        name = f"c{len(initializers)}"
+        initializers.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attributes) -> str:
+        out = f"t{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [out], name=f"n{len(nodes)}", **attributes))
+        return out
+
+    def dense(x: str, n_in: int, n_out: int) -> str:
+        weight = rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)).astype(np.float32)
+        return node("Add", [node("MatMul", [x, const(weight)]), const(rng.normal(0, 0.1, n_out).astype(np.float32))])
+
+    def layer_norm(x: str) -> str:
+        gamma, beta = np.ones(hidden, np.float32), np.zeros(hidden, np.float32)
+        gamma[:2] = 12.0  # outlier channels, as in real encoders
+        if not decomposed_layer_norm:
+            return node("LayerNormalization", [x, const(gamma), const(beta)], axis=-1)
+        mean = node("ReduceMean", [x], axes=[-1])
+        centred = node("Sub", [x, mean])
+        variance = node("ReduceMean", [node("Pow", [centred, const(np.float32(2))])], axes=[-1])
+        normed = node("Div", [centred, node("Sqrt", [node("Add", [variance, const(np.float32(1e-12))])])])
+        return node("Add", [node("Mul", [normed, const(gamma)]), const(beta)])
+
+    table = rng.normal(0, 1, (vocab, hidden)).astype(np.float32)
+    x = layer_norm(node("Gather", [const(table), "input_ids"]))
+    for _ in range(layers):
+        q, k, v = (dense(x, hidden, hidden) for _ in range(3))
+        scores = node("Div", [node("MatMul", [q, node("Transpose", [k], perm=[0, 2, 1])]), const(np.float32(np.sqrt(hidden)))])
+        context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
+        x = layer_norm(node("Add", [dense(context, hidden, hidden), x]))
+        inner = dense(x, hidden, ffn)
+        erf = node("Erf", [node("Div", [inner, const(np.float32(np.sqrt(2)))])])
+        gelu = node("Mul", [node("Mul", [inner, node("Add", [erf, const(np.float32(1))])]), const(np.float32(0.5))])
+        x = layer_norm(node("Add", [dense(gelu, ffn, hidden), x]))
+    nodes.append(helper.make_node("ReduceMean", [x], ["embedding"], name=f"n{len(nodes)}", axes=[1], keepdims=0))
+    graph = helper.make_graph(
+        nodes, "tiny_encoder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    if opset >= 18:  # Reduce* take their axes as an input from opset 18 on
+        from onnx import version_converter
+
+        model = version_converter.convert_version(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), opset)
+        model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 MINIMAL_CONFIG = """
 name = "toy"
 [source]

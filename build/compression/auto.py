@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from slimserve.build.compression import per_token
 from slimserve.build.compression.graph import looks_like_transformer, quantizable_nodes
 from slimserve.build.compression.latency import compare, cpu_summary, measure
 from slimserve.build.compression.plots import write_pareto_plot
@@ -111,7 +112,8 @@ def run_search(
         transformer = looks_like_transformer(source_model)
         matmuls = any(op == "MatMul" for _, op in quantizable_nodes(source_model, "dynamic-int8"))
         candidates = default_candidates(
-            base, calibration=calibration is not None, transformer=transformer, matmul_weights=matmuls
+            base, calibration=calibration is not None, transformer=transformer, matmul_weights=matmuls,
+            encoder=transformer and per_token.unsupported(source_model) is None,
         )
         if calibration is None:
             log("static int8 candidates left out: no validation.calibration data")
@@ -197,7 +199,7 @@ def _exclusion_family(trials: Trials) -> list[SensitivityReport]:
     bases = sorted(
         (
             r for r in trials.results
-            if r.status == "failed gate" and r.config.method in ("dynamic-int8", "static-int8", "matmul-nbits")
+            if r.status == "failed gate" and r.config.method in ("dynamic-int8", "static-int8", "matmul-nbits", "per-token-int8")
             and not any(reason.startswith(("size", "speed-up")) for reason in r.reasons)
             and trials.objective_key(r)[0] < best_key
         ),
@@ -263,6 +265,7 @@ def _final_timing(trials: Trials, baseline: CandidateResult, finalists: list[Can
     trials.log(f"final timing: {len(finalists)} passing candidate(s) and fp32, interleaved")
     timings = compare(
         models, trials.feed, threads=trials.threads, runs=trials.auto.runs * 2, warmup=trials.auto.warmup, rounds=5,
+        served=[name for name in models if name != "fp32"],
     )
     baseline.latency = timings["fp32"]
     trials.fp32_ms = baseline.latency.value(trials.clock)

@@ -67,7 +67,7 @@ def quantizable_nodes(model_path: Path, method: str = "dynamic-int8") -> list[tu
         init.name for init in model.graph.initializer
         if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and int(np.prod(init.dims)) >= 16
     }
-    registry = set(IntegerOpsRegistry) | {"Gemm"} if method in ("dynamic-int8", "matmul-nbits") else set(QDQRegistry)
+    registry = set(IntegerOpsRegistry) | {"Gemm"} if method in ("dynamic-int8", "matmul-nbits", "per-token-int8") else set(QDQRegistry)
     weighted = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather", "Attention", "EmbedLayerNormalization", "LSTM"}
     chosen = []
     for node in model.graph.node:

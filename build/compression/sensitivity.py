@@ -77,7 +77,7 @@ class OutputProbe:
 
     def score(self, candidate: Path) -> tuple[float, float]:
         """(min, mean) cosine over the samples."""
-        session = session_for(candidate, 1)
+        session = session_for(candidate, 1, as_served=True)
         cosines = []
         for feed, reference in zip(self.feeds, self.reference):
             output = session.run(None, feed)[0].astype(np.float64).ravel()

@@ -16,9 +16,9 @@ from slimserve.build.config.task_options import TASK_OPTIONS, task_option_proble
 from slimserve.handler.manifest import Architecture, ExplainMethod, Limits, Task, TensorSpec
 from slimserve.infra.options import StackOptions
 
-CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "auto"]
+CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "per-token-int8", "auto"]
 # What one candidate of the ``auto`` search (or a fixed build) can be: everything but "auto".
-ConcreteMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits"]
+ConcreteMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "per-token-int8"]
 QuantTypeName = Literal["int8", "uint8"]
 CalibrateMethod = Literal["MinMax", "Entropy", "Percentile"]
 # onnxruntime.transformers.optimizer model types whose fusions slimserve exposes.
@@ -119,9 +119,33 @@ class _CompressionOptions(_Section):
             problems.append(
                 "weight_type: int8 activations need int8 weights (onnxruntime has no int8 x uint8 kernels)"
             )
+        if method == "per-token-int8":
+            problems += self._check_per_token()
         overlap = sorted(set(self.op_types_to_exclude) & set(self.op_types_to_quantize or []))
         if overlap:
             problems.append(f"op_types_to_exclude: {overlap} also listed in op_types_to_quantize")
+        return problems
+
+
+    def _check_per_token(self) -> list[str]:
+        """per-token-int8 (build/compression/per_token.py) chooses its own op types and needs the
+        unfused graph and s8 weights; options that would be silently ignored are refused."""
+        problems = []
+        if self.weight_type != "int8":
+            problems.append(
+                "weight_type: per-token-int8 quantizes weights to int8 (onnxruntime's MatMulIntegerToFloat s8 "
+                f"kernels); got {self.weight_type!r}"
+            )
+        if self.transformer_fusion is not None:
+            problems.append(
+                "transformer_fusion: per-token-int8 rewrites the unfused encoder graph (a fused Attention has no "
+                "per-token int8 kernel); remove transformer_fusion"
+            )
+        if self.op_types_to_quantize is not None:
+            problems.append(
+                "op_types_to_quantize: per-token-int8 picks its own (MatMul and the vocabulary Gather); use "
+                "nodes_to_exclude or op_types_to_exclude to keep nodes in fp32"
+            )
         return problems
 
 
@@ -189,7 +213,8 @@ class CompressionConfig(_CompressionOptions):
         if value not in get_args(CompressionMethod):
             raise ValueError(
                 "Input should be 'none', 'dynamic-int8', 'static-int8' or 'fp16' (one method), 'matmul-nbits' "
-                "(blockwise weight-only int8 / int4), or 'auto' (search them and ship the best that passes the gate)"
+                "(blockwise weight-only int8 / int4), 'per-token-int8' (BERT-family encoders: activations scaled per "
+                "token), or 'auto' (search them and ship the best that passes the gate)"
             )
         return value
 

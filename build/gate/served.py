@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,31 @@ import numpy as np
 
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ServeCheckFailed
+from slimserve.build.gate.portability import serving_options
 from slimserve.build.pipeline.bundle import sha256_file
 from slimserve.build.pipeline.onnxfile import ServedInterface
 from slimserve.handler.datatypes import V2_TO_NUMPY
 from slimserve.handler.errors import SlimserveError
-from slimserve.handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, ModelFile, Runtime
+from slimserve.handler.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    Manifest,
+    ModelFile,
+    OnnxRuntimeOptions,
+    Runtime,
+)
 from slimserve.handler.model import load_model
 from slimserve.handler.tasks import TaskAdapter, adapter_for
 
 MODEL_FILE = "model.onnx"
 
 
-def manifest_for(config: BuildConfig, served: ServedInterface, **fields: Any) -> Manifest:
+def manifest_for(
+    config: BuildConfig, served: ServedInterface, onnxruntime: Mapping[str, Any] | None = None, **fields: Any
+) -> Manifest:
     """The manifest of this build (``fields`` adds model, compression, validation, sizes...);
-    until a model file is pinned it names a placeholder."""
+    until a model file is pinned it names a placeholder. ``onnxruntime``: the session options the
+    model is served with (``portability.serving_options``; default the handler's)."""
     runtime = config.runtime
     return Manifest(
         schema=MANIFEST_SCHEMA,
@@ -42,7 +54,7 @@ def manifest_for(config: BuildConfig, served: ServedInterface, **fields: Any) ->
         task_options=served.task_options,
         runtime=Runtime(
             python=runtime.python, architecture=runtime.architecture, memory_mb=runtime.memory_mb,
-            timeout_s=runtime.timeout_s, limits=runtime.limits,
+            timeout_s=runtime.timeout_s, limits=runtime.limits, **({"onnxruntime": onnxruntime} if onnxruntime else {}),
         ),
         **fields,
     )
@@ -66,8 +78,10 @@ def stage_model(model_path: Path, manifest: Manifest, folder: Path) -> Manifest:
         os.link(model_path, target)
     except OSError:
         shutil.copyfile(model_path, target)
+    # Served with the options this very file needs (the s8 -> u8 conversion, see portability).
+    runtime = manifest.runtime.model_copy(update={"onnxruntime": OnnxRuntimeOptions.model_validate(serving_options(target))})
     pinned = manifest.model_copy(
-        update={"model": ModelFile(file=MODEL_FILE, sha256=sha256_file(target), bytes=target.stat().st_size)}
+        update={"model": ModelFile(file=MODEL_FILE, sha256=sha256_file(target), bytes=target.stat().st_size), "runtime": runtime}
     )
     (folder / MANIFEST_FILE).write_text(pinned.to_json(), encoding="utf-8")
     return pinned

@@ -7,6 +7,7 @@ says which one missed by how much.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -119,16 +120,18 @@ def batched(predict: Predictor, inputs: dict[str, np.ndarray], batch_size: int) 
     return np.concatenate(parts, axis=0)
 
 
-def onnx_session(model_path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session exactly as the handler opens one (its session options, with
-    ``threads`` intra-op threads): graph optimization levels fuse int8 models differently, and
-    the gate must score what is served (MiniLM int8 vectors moved by up to 0.008 cosine between
-    onnxruntime's default level and the handler's, measured)."""
+def onnx_session(model_path: Path, threads: int = 1, serving: Mapping[str, Any] | None = None) -> Any:
+    """An onnxruntime CPU session opened as the handler opens it (handler/model.py
+    ``session_options``) with ``threads`` intra-op threads and the options ``model_path`` is
+    served with (``serving``, default its ``portability.serving_options``: what the manifest
+    records), so the gate measures the arithmetic that will run."""
     import onnxruntime as ort
 
+    from slimserve.build.gate.portability import serving_options
     from slimserve.handler.model import session_options
 
-    return ort.InferenceSession(str(model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    options = session_options(threads, serving if serving is not None else serving_options(model_path))
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def onnx_predictor(model_path: Path, output_name: str | None = None, threads: int = 1) -> Predictor:

@@ -26,7 +26,12 @@ from slimserve.build.gate.explanations import (
     plan,
     unsupported,
 )
-from slimserve.build.gate.portability import gate_machine, integer_portability, verdict_scope
+from slimserve.build.gate.portability import (
+    gate_machine,
+    integer_portability,
+    serving_options,
+    verdict_scope,
+)
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.served import manifest_for
 from slimserve.build.gate.validate import GateResult
@@ -50,7 +55,7 @@ from slimserve.build.pipeline.source import (
     resolve_weights,
 )
 from slimserve.handler.app import OPENAPI_FILE
-from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ModelFile, TensorSpec
+from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ModelFile
 from slimserve.handler.model import load_model
 
 MODEL_FILE = "model.onnx"
@@ -175,7 +180,9 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     outcome.sections[:0] = model_sections
     # The verdict is a measurement on this CPU: record which, and whether it transfers.
     machine = gate_machine()
-    portability = integer_portability(compressed_path, config.runtime.architecture)
+    # The session options the gate ran the model with; the manifest makes the handler use them.
+    serving = serving_options(compressed_path)
+    portability = integer_portability(compressed_path, config.runtime.architecture, serving)
     gate.extra["gate_machine"] = machine
     gate.extra["int8_portability"] = portability.to_dict()
     scope = verdict_scope(portability, machine)
@@ -188,6 +195,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         "runtime.architecture": config.runtime.architecture,
         "validation.metric": config.validation.metric,
         "validation.tolerance": config.validation.tolerance,
+        "runtime.onnxruntime": serving,
     }
     explain_plan, explanations = (None, None)
     if config.explain.enabled and gate.passed:
@@ -222,6 +230,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         compression=applied,
         validation=gate.to_manifest(),
         sizes=sizes,
+        onnxruntime=serving,
         explain=explain_plan.spec if explain_plan is not None else None,
     )
     manifest_path = out / MANIFEST_FILE

@@ -132,7 +132,8 @@ def test_time_budget_bounds_the_search_but_fp32_is_always_weighed(digits_models,
 def test_auto_config_errors(tmp_path: Path) -> None:
     text = (DIGITS / "slimserve.toml").read_text().replace('method = "dynamic-int8"', 'method = "auto"')
     cases = {
-        '[compression.auto]\ncandidates = [{ method = "auto" }]\n': "  compression.auto.candidates.0.method: Input should be 'none', 'dynamic-int8', 'static-int8', 'fp16' or 'matmul-nbits'",
+        '[compression.auto]\ncandidates = [{ method = "auto" }]\n': "  compression.auto.candidates.0.method: Input should be 'none', 'dynamic-int8', 'static-int8', 'fp16', 'matmul-nbits' or 'per-token-int8'",
+        '[compression.auto]\ncandidates = [{ method = "per-token-int8", weight_type = "uint8" }]\n': "  compression.auto.candidates.0.weight_type: per-token-int8 quantizes weights to int8 (onnxruntime's MatMulIntegerToFloat s8 kernels); got 'uint8'",
         '[compression.auto]\nobjective = "accuracy"\n': "  compression.auto.objective: Input should be 'latency' or 'size'",
         "[compression.auto]\ntime_budget_s = 0\n": "  compression.auto.time_budget_s: Input should be greater than 0",
         '[compression.auto]\ncandidates = [{ method = "static-int8", percentile = 99.0 }]\n': "  compression.auto.candidates.0.percentile: applies only to calibrate_method = 'Percentile' (got 'MinMax')",
