@@ -55,6 +55,12 @@ class PruneError(ConfigError):
     """The model cannot be pruned as configured (said precisely)."""
 
 
+class ModelError(ConfigError):
+    """The model cannot be served as given (said precisely): not an ONNX file, external data
+    outside the model's folder, an opset outside 13-21, an output that is not a tensor, an
+    interface that does not match what slimserve.toml declares, an export that fails."""
+
+
 class TargetError(UsageError):
     """The target is not built, or an option is malformed."""
 
@@ -94,9 +100,10 @@ class SearchFailed(GateFailed):
     """``compression.method = "auto"``: no candidate passed the gate (and the requirements);
     the message holds the candidate table."""
 
-    def __init__(self, result: SearchResult, message: str) -> None:
+    def __init__(self, result: SearchResult, message: str, gate: GateResult | None = None) -> None:
         closest = result.closest()
-        gate = closest.gate if closest is not None and closest.gate is not None else result.baseline.gate
+        if gate is None:
+            gate = closest.gate if closest is not None and closest.gate is not None else result.baseline.gate
         super().__init__(gate, message)
         self.result = result
         self.table = result.table
@@ -107,6 +114,11 @@ class SearchFailed(GateFailed):
 
 class CompressionError(SlimserveBuildError, ValueError):
     """The compression settings cannot be applied to this model (said precisely, never ignored)."""
+
+
+class ServeCheckFailed(SlimserveBuildError):
+    """The handler (its own load path and task adapter, what Lambda runs) refused the built model
+    or answered the held-out requests differently from what the gate scored: nothing was bundled."""
 
 
 class BundleError(SlimserveBuildError):

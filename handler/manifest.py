@@ -28,7 +28,7 @@ from slimserve.handler.manifest_file import (
 # imports them from here, with the schema.
 __all__ = [
     "MANIFEST_FILE", "MANIFEST_SCHEMA", "Architecture", "Datatype", "Limits", "Manifest", "ManifestError", "ModelFile",
-    "Runtime", "Sizes", "Task", "TensorSpec", "Validation", "load_manifest", "validate_manifest",
+    "OnnxRuntimeOptions", "Runtime", "Sizes", "Task", "TensorSpec", "Validation", "load_manifest", "validate_manifest",
 ]
 
 # Open Inference Protocol datatypes (KServe v2). BYTES carries strings.
@@ -59,8 +59,8 @@ class _Strict(BaseModel):
 
 
 class TensorSpec(_Strict):
-    name: str
-    datatype: Datatype
+    name: str = Field(description="the tensor's name in the model and the API")
+    datatype: Datatype = Field(description="Open Inference Protocol datatype: BOOL, INT8-64, UINT8-64, FP16/32/64 or BYTES")
     shape: list[int] = Field(description="-1 marks a free dimension")
 
 
@@ -77,6 +77,8 @@ class Validation(_Strict):
     tolerance: float
     passed: bool
     samples: int
+    # The output the gate scored (absent in manifests of older builds).
+    output: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -92,11 +94,26 @@ class Limits(_Strict):
     # at this limit arrives as 5,592,408 bytes and, with the event around it, stays under Lambda's
     # 6,291,456-byte synchronous payload: the client gets the handler's 413, never a gateway 5xx.
     # (5 MiB would arrive as 6,990,508 bytes.) infra/options.py enforces the bound for any value.
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_batch: int = 64
-    max_elements: int = 1_000_000
-    max_text_chars: int = 10_000
-    max_tokens: int = 256
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="request body bytes (413 above)")
+    max_batch: int = Field(64, description="rows per request (413 above)")
+    max_elements: int = Field(1_000_000, description="elements per tensor (413 above)")
+    max_text_chars: int = Field(10_000, description="characters per text (embedding)")
+    max_tokens: int = Field(256, description="tokens per text after truncation (embedding)")
+
+
+class OnnxRuntimeOptions(_Strict):
+    """The onnxruntime session options a model is served with, beyond the handler's fixed ones
+    (thread counts, sequential execution, no spinning): written by the build from the shipped
+    model (build/gate/portability.py ``serving_options``), applied by handler/model.py, and the
+    ones the gate's own sessions used. Manifests of older builds lack it: the defaults are what
+    those handlers set."""
+
+    graph_optimization_level: Literal["basic", "extended", "all"] = "basic"
+    # Session config entries (``SessionOptions.add_session_config_entry``).
+    config: dict[str, str] = Field(default_factory=dict)
+    # More entries, set only on x86-64 CPUs without VNNI (handler/model.py
+    # ``int8_kernels_can_saturate``), e.g. {"session.x64quantprecision": "1"}.
+    config_without_vnni: dict[str, str] = Field(default_factory=dict)
 
 
 class Runtime(_Strict):
@@ -106,6 +123,7 @@ class Runtime(_Strict):
     memory_mb: int = 1024
     timeout_s: int = 20
     limits: Limits = Field(default_factory=Limits)
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
 
 
 class CanaryCheck(_Strict):

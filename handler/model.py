@@ -8,8 +8,9 @@ created with explicit thread counts. Anything wrong is a ModelLoadError with a c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -32,16 +33,56 @@ def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
+# onnxruntime's graph optimization levels by the manifest's names (runtime.onnxruntime).
+OPTIMIZATION_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# The session config entry that makes onnxruntime convert full-range s8 weights to u8 (and use
+# its exact u8 x u8 kernels) on x86-64 CPUs, where u8 x s8 kernels without VNNI can saturate
+# (build/gate/portability.py). onnxruntime applies it on VNNI CPUs too, where it only costs
+# speed (MiniLM: 1.5x the time at 1 x 16 tokens), so a manifest asks for it in
+# ``config_without_vnni``: set only where the CPU lacks VNNI.
+X64_QUANT_PRECISION = "session.x64quantprecision"
+
+
+def int8_kernels_can_saturate() -> bool:
+    """Whether onnxruntime's u8 x s8 kernels can saturate here: an x86-64 CPU without
+    AVX512-VNNI (AMX CPUs have it too). Read from numpy's own CPUID-based detection, which an
+    emulator's CPU fools no more than onnxruntime's; unknown counts as "can" (the exact kernels)."""
+    import os
+
+    if os.uname().machine not in ("x86_64", "AMD64"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy moved its CPU table: take the exact (slower) kernels
+        return True
+    return not features.get("AVX512VNNI", False)
+
+
+def session_options(intra_op_threads: int, serving: Mapping[str, Any] | None = None) -> ort.SessionOptions:
+    """The handler's session options; ``serving`` is the manifest's ``runtime.onnxruntime``
+    (graph_optimization_level, config entries, and config entries for CPUs without VNNI). The
+    build's gate opens its sessions with this same function and the same ``serving``, so what
+    was proven is what runs."""
+    serving = serving or {}
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # The build already optimized the graph offline; basic fusions are cheap and keep
-    # session creation (cold start) short.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # The build already optimized the graph offline; basic fusions are cheap and keep session
+    # creation (cold start) short. A model that needs a level-2 transformer (the s8 -> u8 weight
+    # conversion above) says so in its manifest.
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[serving.get("graph_optimization_level", "basic")]
     # Lambda has no persistent cores to spin on; spinning burns the billed CPU for nothing.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    config = dict(serving.get("config") or {})
+    if serving.get("config_without_vnni") and int8_kernels_can_saturate():
+        config.update(serving["config_without_vnni"])
+    for key, value in config.items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -117,7 +158,9 @@ def load_model(model_dir: Path, *, intra_op_threads: int, model_path: Path | Non
         )
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=session_options(intra_op_threads, manifest.runtime.get("onnxruntime")),
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:
         raise ModelLoadError(f"onnxruntime cannot load {path}: {exc}") from exc

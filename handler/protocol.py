@@ -122,6 +122,9 @@ class Prediction(BaseModel):
     labels: list[str] | None = Field(default=None, description="classification: top-k labels")
     scores: list[float] | None = Field(default=None, description="classification: top-k scores")
     values: list[Any] | None = Field(default=None, description="other tasks: the first output's row")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="the row of every other output the model produces, by name"
+    )
 
 
 class PredictResponse(BaseModel):

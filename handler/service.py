@@ -208,14 +208,36 @@ def _as_inference_request(plain: PredictRequest, specs: list[TensorSpec]) -> Inf
 
 
 def _predictions(produced: dict[str, Any], task: str, output_names: list[str]) -> list[dict[str, Any]]:
-    if task == "classification":
-        return [
-            {
-                "label": str(row_labels[0]),
-                "score": float(row_scores[0]),
-                "labels": [str(x) for x in row_labels],
-                "scores": [float(x) for x in row_scores],
-            }
-            for row_labels, row_scores in zip(produced["label"], produced["score"])
-        ]
-    return [{"values": row.tolist()} for row in produced[output_names[0]]]
+    """One prediction per row: classification's ``label``/``score`` (top-k in ``labels``/``scores``),
+    else ``values`` (the first output); ``outputs`` carries the row of every other output the
+    model produces, so nothing the model returns is dropped."""
+    added = ("label", "score") if task == "classification" else ()
+    own = [name for name in output_names if name not in added and name in produced]
+    first, others = (None, own) if task == "classification" else (own[0], own[1:])
+    predictions = []
+    for row in range(len(produced[own[0]])):
+        prediction: dict[str, Any] = {}
+        if task == "classification":
+            row_labels, row_scores = produced["label"][row], produced["score"][row]
+            prediction.update(
+                label=str(row_labels[0]),
+                score=float(row_scores[0]),
+                labels=[str(x) for x in row_labels],
+                scores=[float(x) for x in row_scores],
+            )
+        else:
+            prediction["values"] = _plain(produced[first][row])
+        if others:
+            prediction["outputs"] = {name: _plain(produced[name][row]) for name in others}
+        predictions.append(prediction)
+    return predictions
+
+
+def _plain(value: Any) -> Any:
+    """A row of an output as JSON values (strings for BYTES)."""
+    import numpy as np
+
+    array = np.asarray(value)
+    if array.dtype.kind in ("O", "U", "S"):
+        return np.vectorize(lambda item: item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item), otypes=[object])(array).tolist()
+    return array.tolist()

@@ -5,7 +5,10 @@ Contenders (each run spawns a new process; runs go floor, slimserve, baselines, 
 
 - ``floor``: the zip's target Python (``-S``: no site-packages) on the unpacked lambda.zip that
   only imports onnxruntime and numpy and opens the InferenceSession on ``model/model.onnx``
-  with the handler's thread counts and session options. Nothing can serve faster than this.
+  with the handler's thread counts and session options (the manifest's ``runtime.onnxruntime``
+  included). Nothing can serve faster than this. When those options are not the handler's
+  defaults (e.g. level extended for ``session.x64quantprecision``), ``floor_default_options``
+  opens the same model at the defaults: what the model's options cost at cold start.
 - ``slimserve``: same interpreter, same folder: imports ``slimserve.handler.main`` (the Lambda handler
   string in the manifest) and calls ``handler(event, context)`` with an HTTP API event
   carrying the infer request; done when it returns status 200.
@@ -159,18 +162,32 @@ class _Setting:
 
 
 def _zip_contenders(setting: _Setting) -> list[Contender]:
-    """The floor and slimserve's handler, both on the unpacked zip with its target Python."""
+    """The floor and slimserve's handler, both on the unpacked zip with its target Python; when
+    the model is served with more than the handler's default options (manifest
+    ``runtime.onnxruntime``), also the floor at the defaults: what those options cost."""
     handler = setting.example.manifest.runtime.handler
-    return [
-        Contender(
-            "floor",
+    serving = setting.example.manifest.runtime.onnxruntime.model_dump()
+    default = type(setting.example.manifest.runtime.onnxruntime)().model_dump()
+
+    def floor(name: str, options: dict[str, Any]) -> Contender:
+        config = ", ".join(
+            [f"{key}={value}" for key, value in options["config"].items()]
+            + [f"{key}={value} without VNNI" for key, value in options.get("config_without_vnni", {}).items()]
+        )
+        return Contender(
+            name,
             [setting.python, "-S", "-c", DRIVER],
             {**base_env(setting.tmp, [setting.task_root]), **setting.event_env, "BENCH_MODE": "floor",
-             "BENCH_THREADS": str(setting.threads), "BENCH_ONNX": str(setting.onnx)},
+             "BENCH_THREADS": str(setting.threads), "BENCH_ONNX": str(setting.onnx), "BENCH_ORT_OPTIONS": json.dumps(options)},
             setting.task_root,
             f"Python {setting.target} -S on the unpacked zip: import onnxruntime + numpy, InferenceSession "
-            f"(intra_op={setting.threads}, inter_op=1, ORT_ENABLE_BASIC, no spinning: the handler's options)",
-        ),
+            f"(intra_op={setting.threads}, inter_op=1, level {options['graph_optimization_level']}, no spinning"
+            + (f", {config}" if config else "")
+            + ("): the handler's options" if options == serving else "): the handler's default options"),
+        )
+
+    contenders = [
+        floor("floor", serving),
         Contender(
             "slimserve",
             [setting.python, "-S", "-c", DRIVER],
@@ -179,6 +196,9 @@ def _zip_contenders(setting: _Setting) -> list[Contender]:
             f"Python {setting.target} -S on the unpacked zip: import {handler}, one infer event",
         ),
     ]
+    if serving != default:
+        contenders.append(floor("floor_default_options", default))
+    return contenders
 
 
 def _pytorch_contender(setting: _Setting) -> Contender | str:
@@ -338,6 +358,7 @@ def measure_cold_start(
             "handler_threads": threads,
             "contenders": results,
             "slimserve_vs_floor_x": ratio(slim, floor),
+            "floor_vs_default_options_x": ratio(floor, results.get("floor_default_options", {}).get("median_total_ms")),
             "slimserve_vs_pytorch_pct": None if ratio(slim, torch_ms) is None else 100 * ratio(slim, torch_ms),
             "onnx_fastapi_vs_floor_x": ratio(onnx_ms, floor),
             "onnx_fastapi_vs_pytorch_pct": None if ratio(onnx_ms, torch_ms) is None else 100 * ratio(onnx_ms, torch_ms),

@@ -38,8 +38,24 @@ if os.environ["BENCH_MODE"] == "floor":
     options.intra_op_num_threads = int(os.environ["BENCH_THREADS"])
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # The handler's options (handler/model.py session_options) with the manifest's
+    # runtime.onnxruntime, spelled out: the floor imports nothing of slimserve.
+    serving = json.loads(os.environ.get("BENCH_ORT_OPTIONS") or "{{}}")
+    levels = onnxruntime.GraphOptimizationLevel
+    options.graph_optimization_level = {{"basic": levels.ORT_ENABLE_BASIC, "extended": levels.ORT_ENABLE_EXTENDED,
+                                         "all": levels.ORT_ENABLE_ALL}}[serving.get("graph_optimization_level", "basic")]
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    config = dict(serving.get("config") or {{}})
+    if serving.get("config_without_vnni"):  # as handler/model.py int8_kernels_can_saturate
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as features
+            vnni = features.get("AVX512VNNI", False)
+        except ImportError:
+            vnni = False
+        if not vnni:
+            config.update(serving["config_without_vnni"])
+    for key, value in config.items():
+        options.add_session_config_entry(key, value)
     session = onnxruntime.InferenceSession(os.environ["BENCH_ONNX"], sess_options=options, providers=["CPUExecutionProvider"])
     T2 = time.perf_counter()
     # The floor answers nothing: its "import + init" includes opening the session.

@@ -7,7 +7,7 @@ on the same inputs, at 1 and 2 threads, batch 1 x 16 tokens and batch 8 x 64.
   default session options (all graph optimizations) and ``n`` intra-op threads: what a user gets
   by exporting and running the model without slimserve.
 - slimserve: the shipped ``model.onnx`` opened exactly as the handler opens it
-  (``slimserve.handler.model.session_options(n)``).
+  (``slimserve.handler.model.session_options(n, manifest runtime.onnxruntime)``).
 
 The three are timed interleaved (round-robin blocks) for every (threads, shape) cell, so their
 ratios hold on a noisy machine. Median and p90 over at least ``min_runs`` runs after warm-up.
@@ -31,7 +31,7 @@ SHAPES = (("1x16", 1, 16), ("8x64", 8, 64))
 def shape_label(example: Example, batch: int, tokens: int) -> str:
     if example.is_text:
         return f"batch {batch} × {tokens} tokens"
-    dims = ", ".join(str(batch if axis == 0 and dim == -1 else dim) for axis, dim in enumerate(example.config.export.inputs[0].shape))
+    dims = ", ".join(str(batch if axis == 0 and dim == -1 else dim) for axis, dim in enumerate(example.manifest.inputs[0].shape))
     return f"batch {batch} ([{dims}]; no token axis)"
 
 
@@ -52,14 +52,16 @@ def text_feed(session: Any, batch: int, tokens: int, seed: int = 0) -> dict[str,
     return feed
 
 
-def _handler_session(path: Any, threads: int) -> Any:
+def _handler_session(example: Example, threads: int) -> Any:
+    """The shipped model opened as the handler opens it: its options and the manifest's
+    ``runtime.onnxruntime``."""
     import onnxruntime as ort
 
     from slimserve.handler.model import session_options
 
-    options = session_options(threads)
+    options = session_options(threads, example.manifest.runtime.onnxruntime.model_dump())
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(example.model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _torch_runner(model: Any, feed: dict[str, np.ndarray], order: list[str]) -> tuple[Callable[[], Any], Callable[[], np.ndarray]]:
@@ -107,7 +109,7 @@ def measure_speed(
     else:
         torch_note = "no PyTorch source (source.onnx): PyTorch eager not measured"
         torch_version = None
-    order = [spec.name for spec in example.config.export.inputs]
+    order = [spec.name for spec in (example.config.export.inputs or example.manifest.inputs)]
     cells: list[dict[str, Any]] = []
     for thread_count in threads:
         if torch_model is not None:
@@ -115,7 +117,7 @@ def measure_speed(
 
             torch.set_num_threads(thread_count)
         fp32 = session_for(example.fp32_path, thread_count)
-        shipped = _handler_session(example.model_path, thread_count)
+        shipped = _handler_session(example, thread_count)
         for key, batch, tokens in SHAPES:
             status(f"{example.name}: model speed, {thread_count} thread(s), {key}")
             feed = text_feed(fp32, batch, tokens) if example.is_text else synthetic_feed(fp32, (batch, tokens))
@@ -169,7 +171,10 @@ def measure_speed(
         "engines": {
             "pytorch_eager_fp32": "example nn.Module + weights, torch.inference_mode(), torch.set_num_threads(n)",
             "onnxruntime_fp32": "work/fp32.onnx, onnxruntime default options (ORT_ENABLE_ALL), intra_op=n, inter_op=1",
-            "slimserve": "shipped model.onnx with slimserve.handler.model.session_options(n) (as served)",
+            "slimserve": (
+                "shipped model.onnx with slimserve.handler.model.session_options(n, manifest runtime.onnxruntime) "
+                f"(as served: {example.manifest.runtime.onnxruntime.model_dump()})"
+            ),
         },
         "torch_version": torch_version,
         "note": torch_note,

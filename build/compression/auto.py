@@ -5,9 +5,11 @@ is compressed, gated by the same evaluator as any build, weighed (bytes) and tim
 machine at the configured thread count. Among the candidates that pass the gate and the
 optional requirements (``max_size_ratio``, ``min_speedup``) the objective (latency or size)
 picks one; the final latencies of the finalists and the fp32 reference are measured again,
-interleaved, so background load hits them alike. If nothing passes, ``SearchFailed`` carries
-the full table: a model that fails its gate is never returned, and nothing the user did not
-ask for (fp32, "none") is ever substituted.
+interleaved, so background load hits them alike. fp32 itself (no compression) is always a
+candidate, so the search never ships a model both larger and slower than the uncompressed one
+(such candidates are rejected by name), and methods that cannot touch the model (no MatMul /
+Gemm / Conv weights: tree ensembles, linear models) are skipped with that reason. If nothing
+passes, ``SearchFailed`` carries the full table: a model that fails its gate is never returned.
 
     result = run_search(config, reference, evaluator, fp32_path, work, log=steps.log)
     result.chosen_path, result.chosen_gate, result.applied, result.table, result.plot_path
@@ -23,11 +25,13 @@ import json
 import shutil
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from slimserve.build.compression import per_token
 from slimserve.build.compression.graph import looks_like_transformer, quantizable_nodes
 from slimserve.build.compression.latency import compare, cpu_summary, measure
 from slimserve.build.compression.plots import write_pareto_plot
@@ -57,10 +61,12 @@ from slimserve.build.compression.trials import Trials
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import SearchFailed
 from slimserve.build.gate.reference import Reference
+from slimserve.build.gate.validate import GateCheck
 from slimserve.build.pipeline.interface import interface_for
 from slimserve.build.units import format_bytes
 
 MAX_FAMILY_BASES = 2
+FP32_CANDIDATE = "fp32 (no compression)"
 
 
 def load_calibration(config: BuildConfig, input_names: list[str]) -> dict[str, np.ndarray] | None:
@@ -94,7 +100,7 @@ def run_search(
     trials = Trials(config, evaluator, source_model, directory, log, calibration)
     base = config.compression
 
-    baseline = CandidateResult(0, "fp32 (reference, not eligible)", variant(base, method="none"), "reference", status="baseline")
+    baseline = CandidateResult(0, "fp32 (reference)", variant(base, method="none"), "reference", status="baseline")
     baseline.path, baseline.bytes = source_model, trials.fp32_bytes
     baseline.gate = evaluator.gate(source_model)
     baseline.latency = measure(source_model, trials.feed, threads=trials.threads, runs=auto.runs, warmup=auto.warmup)
@@ -107,10 +113,13 @@ def run_search(
         transformer = looks_like_transformer(source_model)
         matmuls = any(op == "MatMul" for _, op in quantizable_nodes(source_model, "dynamic-int8"))
         candidates = default_candidates(
-            base, calibration=calibration is not None, transformer=transformer, matmul_weights=matmuls
+            base, calibration=calibration is not None, transformer=transformer, matmul_weights=matmuls,
+            encoder=transformer and per_token.unsupported(source_model) is None,
         )
         if calibration is None:
             log("static int8 candidates left out: no validation.calibration data")
+    # fp32 first: whatever the time budget, the uncompressed model is always weighed.
+    candidates.insert(0, Candidate(FP32_CANDIDATE, variant(base, method="none")))
     for candidate in candidates:
         trials.evaluate(candidate, total=len(candidates))
 
@@ -156,11 +165,15 @@ def run_search(
     (directory / TABLE_FILE).write_text(json.dumps(result.table, indent=2, default=str), encoding="utf-8")
     if chosen is None:
         closest = result.closest()
-        hint = (
-            f"Closest: {closest.name}: " + "; ".join(check.explain() for check in closest.gate.failures) + ".\n"
-            if closest is not None and closest.gate is not None and closest.gate.failures
-            else ""
+        misses = (
+            [check.explain() for check in closest.gate.failures] or closest.reasons
+            if closest is not None and closest.gate is not None
+            else []
         )
+        hint = f"Closest: {closest.name}: " + "; ".join(misses) + ".\n" if closest is not None and misses else ""
+        verdict = closest.gate if closest is not None and closest.gate is not None else baseline.gate
+        if verdict is not None and verdict.passed:  # it passed the gate, not compression.auto's requirements
+            verdict = replace(verdict, checks=[*verdict.checks, GateCheck("candidates meeting compression.auto's requirements", 0.0, 1.0, ">=")])
         raise SearchFailed(
             result,
             f"auto compression found no candidate that passes the accuracy gate"
@@ -170,6 +183,7 @@ def run_search(
             f"{text_table(result.table)}\n{hint}"
             "Loosen the validation thresholds only if that loss is acceptable; otherwise raise "
             "compression.auto.time_budget_s or max_excluded, add candidates, or choose a method.",
+            verdict,
         )
     log(f"chosen: {chosen.name} ({result.applied['auto']['size_ratio']:.1%} of fp32, "
         f"{result.applied['auto']['latency_ms']:.3f} ms, {result.applied['auto']['speedup']:.2f}x)")
@@ -186,7 +200,7 @@ def _exclusion_family(trials: Trials) -> list[SensitivityReport]:
     bases = sorted(
         (
             r for r in trials.results
-            if r.status == "failed gate" and r.config.method in ("dynamic-int8", "static-int8", "matmul-nbits")
+            if r.status == "failed gate" and r.config.method in ("dynamic-int8", "static-int8", "matmul-nbits", "per-token-int8")
             and not any(reason.startswith(("size", "speed-up")) for reason in r.reasons)
             and trials.objective_key(r)[0] < best_key
         ),
@@ -252,6 +266,7 @@ def _final_timing(trials: Trials, baseline: CandidateResult, finalists: list[Can
     trials.log(f"final timing: {len(finalists)} passing candidate(s) and fp32, interleaved")
     timings = compare(
         models, trials.feed, threads=trials.threads, runs=trials.auto.runs * 2, warmup=trials.auto.warmup, rounds=5,
+        served=[name for name in models if name != "fp32"],
     )
     baseline.latency = timings["fp32"]
     trials.fp32_ms = baseline.latency.value(trials.clock)

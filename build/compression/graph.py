@@ -67,7 +67,7 @@ def quantizable_nodes(model_path: Path, method: str = "dynamic-int8") -> list[tu
         init.name for init in model.graph.initializer
         if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and int(np.prod(init.dims)) >= 16
     }
-    registry = set(IntegerOpsRegistry) | {"Gemm"} if method in ("dynamic-int8", "matmul-nbits") else set(QDQRegistry)
+    registry = set(IntegerOpsRegistry) | {"Gemm"} if method in ("dynamic-int8", "matmul-nbits", "per-token-int8") else set(QDQRegistry)
     weighted = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather", "Attention", "EmbedLayerNormalization", "LSTM"}
     chosen = []
     for node in model.graph.node:
@@ -83,3 +83,32 @@ def weight_bytes(model_path: Path) -> dict[str, int]:
     model = onnx.load(str(model_path), load_external_data=False)
     sizes = {init.name: int(np.prod(init.dims)) * 4 for init in model.graph.initializer}
     return {node.name: sum(sizes.get(name, 0) for name in node.input) for node in model.graph.node}
+
+
+# ai.onnx.ml operators that hold a model's parameters in their attributes.
+_ATTRIBUTE_MODELS = {
+    "TreeEnsemble", "TreeEnsembleClassifier", "TreeEnsembleRegressor", "LinearClassifier", "LinearRegressor",
+    "SVMClassifier", "SVMRegressor", "Scaler", "Normalizer", "Imputer", "OneHotEncoder", "LabelEncoder",
+}
+
+
+def not_applicable(model_path: Path, method: str) -> str | None:
+    """Why ``method`` cannot shrink this model (None when it can): int8, fp16 and MatMulNBits
+    rewrite MatMul / Gemm / Conv (and embedding Gather) weights; tree ensembles, linear models and
+    scalers of ``ai.onnx.ml`` keep their parameters in node attributes, which none of them touch
+    (converting such a model only adds casts and makes it larger)."""
+    import onnx
+
+    if method in ("none", "auto"):
+        return None
+    kind = "static-int8" if method == "static-int8" else "dynamic-int8"
+    nodes = quantizable_nodes(model_path, kind)
+    if method == "matmul-nbits":
+        nodes = [(name, op) for name, op in nodes if op == "MatMul"]
+    if nodes:
+        return None
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    attribute_ops = sorted({node.op_type for node in graph.node if node.domain == "ai.onnx.ml" and node.op_type in _ATTRIBUTE_MODELS})
+    holders = f"; its parameters are in {', '.join(attribute_ops)} attributes" if attribute_ops else ""
+    what = "MatMul with constant weights" if method == "matmul-nbits" else "MatMul, Gemm or Conv with constant weights"
+    return f"the model has no {what}{holders}"

@@ -13,7 +13,7 @@ machine hits all of them alike and their ratios (speed-ups) stay meaningful.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,15 +56,24 @@ class Latency:
         return f"{self.median_ms:.3f} ms median, {self.p90_ms:.3f} ms p90{cpu} ({self.runs} runs, {self.threads} thread(s))"
 
 
-def session_for(model_path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session configured like the handler's: ``threads`` intra-op, one
-    inter-op thread, default (all) graph optimizations."""
+def session_for(model_path: Path, threads: int = 1, *, as_served: bool = False) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op and one inter-op thread, sequential.
+    ``as_served``: exactly the handler's options for this model (handler/model.py, with the
+    manifest's ``runtime.onnxruntime`` the build will write: build/gate/portability.py), i.e.
+    the speed the function will have; otherwise onnxruntime's defaults (all graph
+    optimizations), i.e. what a user gets from the model without slimserve."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if as_served:
+        from slimserve.build.gate.portability import serving_options
+        from slimserve.handler.model import session_options
+
+        options = session_options(threads, serving_options(model_path))
+    else:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
@@ -124,10 +133,12 @@ def measure(
     runs: int = 50,
     warmup: int = 5,
     free_dims: Sequence[int] = (1, 16),
+    as_served: bool = False,
 ) -> Latency:
     """Median / p90 of ``runs`` timed ``session.run`` calls after ``warmup`` untimed ones.
-    ``model`` is a path (a session is made with ``threads``) or an existing session."""
-    session = session_for(Path(model), threads) if isinstance(model, (str, Path)) else model
+    ``model`` is a path (a session is made with ``threads``, ``as_served`` as in session_for)
+    or an existing session."""
+    session = session_for(Path(model), threads, as_served=as_served) if isinstance(model, (str, Path)) else model
     feed = dict(feed) if feed is not None else synthetic_feed(session, free_dims)
     for _ in range(warmup):
         session.run(None, feed)
@@ -143,10 +154,12 @@ def compare(
     warmup: int = 5,
     rounds: int = 5,
     free_dims: Sequence[int] = (1, 16),
+    served: Collection[str] = (),
 ) -> dict[str, Latency]:
     """Time several models round-robin: ``rounds`` rounds of ``runs / rounds`` runs each, so
-    noise from other processes spreads evenly. Returns each model's summary over all its runs."""
-    sessions = {name: session_for(Path(path), threads) for name, path in models.items()}
+    noise from other processes spreads evenly. Returns each model's summary over all its runs.
+    The models named in ``served`` are opened as the handler will serve them (session_for)."""
+    sessions = {name: session_for(Path(path), threads, as_served=name in served) for name, path in models.items()}
     feeds = {
         name: dict(feed) if feed is not None else synthetic_feed(session, free_dims)
         for name, session in sessions.items()

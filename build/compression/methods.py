@@ -6,12 +6,14 @@ Each function maps files to files, so each step can be tested and re-run alone:
 - ``fuse_transformer``: ``onnxruntime.transformers.optimizer`` fusions (Attention,
   SkipLayerNormalization, Gelu...), so int8 can use the fused quantized kernels;
 - ``compress``: none, dynamic int8 (``quantize_dynamic``), static int8 in QDQ format
-  (``quantize_static`` with MinMax / Entropy / Percentile calibration), or fp16
-  (``float16.convert_float_to_float16``, I/O kept fp32). Mixed precision: nodes, given by name
+  (``quantize_static`` with MinMax / Entropy / Percentile calibration), per-token int8 for
+  BERT-family encoders (``per_token``), or fp16 (``float16.convert_float_to_float16``, I/O
+  kept fp32). Mixed precision: nodes, given by name
   or fnmatch pattern or by op type, stay fp32 in every method.
 
-Nothing here re-implements a quantizer: it picks onnxruntime's options and checks the result.
-Reading a graph (node names, quantizable nodes) is ``graph``; calibration readers are
+Nothing here re-implements a quantizer onnxruntime has: it picks onnxruntime's options and
+checks the result; ``per_token`` adds the one thing onnxruntime's quantizers lack (activation
+scales per token row). Reading a graph (node names, quantizable nodes) is ``graph``; calibration readers are
 ``calibration``.
 """
 
@@ -204,6 +206,8 @@ def compress(
                 applied["calibration_samples"] = config.calibration_samples
         elif config.method == "matmul-nbits":
             applied.update(_matmul_nbits(source, destination, config, kept, quantizer_names, Path(scratch)))
+        elif config.method == "per-token-int8":
+            applied.update(_per_token_int8(source, destination, config, kept, quantizer_names, Path(scratch)))
         elif config.method == "fp16":
             from onnxruntime.transformers.float16 import (
                 DEFAULT_OP_BLOCK_LIST,
@@ -234,6 +238,39 @@ def compress(
         applied["transformer_fusion"] = config.transformer_fusion
         applied["fused_ops"] = fused
     return applied
+
+
+def _per_token_int8(
+    source: Path, destination: Path, config: CompressionConfig, kept: list[str], quantizer_names: list[str], scratch: Path
+) -> dict[str, Any]:
+    """Per-token int8 for the encoder's outlier-carrying MatMuls and per-row u8 embeddings
+    (per_token.py), then ``quantize_dynamic`` with the same weight settings for the remaining
+    weighted MatMuls (e.g. the attention output projection)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from slimserve.build.compression import per_token
+
+    rewritten = scratch / "per_token.onnx"
+    counts = per_token.rewrite(
+        source, rewritten, per_channel=config.per_channel, reduce_range=config.reduce_range, excluded=kept
+    )
+    with _quiet("onnxruntime.quantization"):
+        quantize_dynamic(
+            str(rewritten), str(destination),
+            per_channel=config.per_channel, reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
+            # MatMul only: the embeddings are already u8 (their scale tables are float Gathers).
+            op_types_to_quantize=["MatMul"], nodes_to_exclude=quantizer_names or None,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {
+        "per_channel": config.per_channel,
+        "reduce_range": config.reduce_range,
+        "weight_type": "int8",
+        "activations": "u8, one asymmetric scale per token row (in the graph)",
+        **counts,
+        "nodes_to_exclude": list(config.nodes_to_exclude),
+    }
 
 
 def _matmul_nbits(

@@ -44,13 +44,17 @@ def variant(base: CompressionConfig, **update: Any) -> CompressionConfig:
 
 
 def default_candidates(
-    base: CompressionConfig, *, calibration: bool, transformer: bool, matmul_weights: bool = False
+    base: CompressionConfig, *, calibration: bool, transformer: bool, matmul_weights: bool = False, encoder: bool = False
 ) -> list[Candidate]:
-    """The built-in search space: dynamic int8 recipes (also fused, for transformers), fp16,
-    MatMulNBits (when there are MatMul weights) and static int8 (when there is calibration data)."""
+    """The built-in search space: dynamic int8 recipes (also fused, for transformers), per-token
+    int8 (for BERT-family encoders: per_token.unsupported found its MatMuls), fp16, MatMulNBits
+    (when there are MatMul weights) and static int8 (when there is calibration data)."""
     candidates = [
         Candidate(name, variant(base, method="dynamic-int8", **options)) for name, options in DYNAMIC_RECIPES
     ]
+    if encoder:
+        unfused = {"transformer_fusion": None, "weight_type": "int8", "op_types_to_quantize": None}
+        candidates.append(Candidate("per-token int8", variant(base, method="per-token-int8", per_channel=True, reduce_range=False, **unfused)))
     if transformer and base.transformer_fusion is None:
         candidates += [
             Candidate(f"fused {name}", variant(base, method="dynamic-int8", transformer_fusion="bert", **options))
@@ -82,6 +86,8 @@ def describe(config: CompressionConfig) -> str:
         return f"matmul-nbits int{config.bits} block {config.block_size}"
     if config.method == "none":
         return "none (fp32)"
+    if config.method == "per-token-int8":
+        return "per-token int8" + (" per-tensor weights" if not config.per_channel else "") + (" reduce-range" if config.reduce_range else "")
     parts = [config.method.removesuffix("-int8")]
     if config.method == "static-int8":
         parts.append(config.calibrate_method)

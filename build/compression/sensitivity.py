@@ -54,8 +54,8 @@ def gate_margin(gate: GateResult) -> float:
 def gate_fidelity(gate: GateResult) -> float:
     """A continuous tie-breaker when the margin is discrete (accuracy on a few hundred samples
     often does not move): minus the largest output difference, or the worst cosine."""
-    if "max_abs_logit_diff" in gate.extra:
-        return -float(gate.extra["max_abs_logit_diff"])
+    if "max_abs_output_diff" in gate.extra:
+        return -float(gate.extra["max_abs_output_diff"])
     cosines = [float(value) for key, value in gate.extra.items() if key.startswith("min_cosine")]
     return min(cosines) if cosines else 0.0
 
@@ -77,7 +77,7 @@ class OutputProbe:
 
     def score(self, candidate: Path) -> tuple[float, float]:
         """(min, mean) cosine over the samples."""
-        session = session_for(candidate, 1)
+        session = session_for(candidate, 1, as_served=True)
         cosines = []
         for feed, reference in zip(self.feeds, self.reference):
             output = session.run(None, feed)[0].astype(np.float64).ravel()

@@ -13,20 +13,23 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from slimserve.build.compression import distill, prune
 from slimserve.build.compression.auto import load_calibration, run_search
+from slimserve.build.compression.graph import not_applicable
 from slimserve.build.compression.methods import compress, optimize
 from slimserve.build.compression.results import PLOT_FILE, SearchResult
 from slimserve.build.compression.sensitivity import Log, sensitivity_report
 from slimserve.build.compression.trials import lambda_threads
 from slimserve.build.config import BuildConfig
-from slimserve.build.errors import CompressionError, SearchFailed
+from slimserve.build.errors import CompressionError, SearchFailed, SlimserveBuildError
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.export import export_onnx
 from slimserve.build.units import format_bytes
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -108,15 +111,25 @@ def compress_and_gate(
         steps.log(result.chosen_gate.explain())
         return StageOutcome(compressed, result.applied, result.chosen_gate, None, [result.markdown()], _plot_files(result))
 
+    skipped = not_applicable(source_model, compression.method)
+    if skipped is not None:
+        steps.log(f"compression {compression.method} does not apply: {skipped}; shipping fp32")
+        compression = compression.model_copy(update={"method": "none"})
     calibration = None
     if compression.method == "static-int8" or (compression.sensitivity != "off" and compression.method != "none"):
         calibration = load_calibration(config, list(reference.input_names))
     candidate_input = source_model
     if compression.optimize and compression.method != "none":
         with steps.step("optimize", "shape inference + onnxruntime graph optimizations"):
-            candidate_input = optimize(source_model, work / "optimized.onnx")
+            candidate_input = _typed(lambda: optimize(source_model, work / "optimized.onnx"), "optimize")
     with steps.step("compress", compression.method):
-        applied = compress(candidate_input, compressed, compression, calibration=calibration)
+        applied = _typed(lambda: compress(candidate_input, compressed, compression, calibration=calibration), compression.method)
+    if skipped is not None:
+        applied.update(requested=config.compression.method, not_applied=skipped)
+    ratio = compressed.stat().st_size / source_model.stat().st_size
+    if compression.method != "none" and ratio > 1:
+        steps.log(f"note: {compression.method} made the model larger than fp32 ({ratio:.1%} of its size)")
+        applied["larger_than_fp32"] = round(ratio, 4)
     with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})") as step:
         gate = evaluator.gate(compressed)
         if not gate.passed:
@@ -146,6 +159,17 @@ def _step_that_lost_accuracy(config: BuildConfig, evaluator: Any, source_model: 
     if evaluator.gate(source_model).passed:
         return "compress"
     return "prune" if config.prune is not None else "distill"
+
+
+def _typed(step: Callable[[], T], what: str) -> T:
+    """Run one of onnxruntime's tools; what it raises becomes one CompressionError line."""
+    try:
+        return step()
+    except SlimserveBuildError:
+        raise
+    except Exception as exc:  # onnxruntime's tools raise ValueError, RuntimeError, Fail...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CompressionError(f"{what} failed on this model: {type(exc).__name__}: {first}") from exc
 
 
 def _plot_files(result: SearchResult) -> dict[str, Path]:

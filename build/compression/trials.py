@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from slimserve.build.compression.calibration import ArrayCalibrationReader
+from slimserve.build.compression.graph import not_applicable
 from slimserve.build.compression.latency import measure, session_for, synthetic_feed
 from slimserve.build.compression.methods import compress, optimize
 from slimserve.build.compression.recipes import Candidate
 from slimserve.build.compression.results import CandidateResult
 from slimserve.build.compression.sensitivity import Log, OutputProbe
 from slimserve.build.config import BuildConfig, CompressionConfig
-from slimserve.build.errors import CompressionError
+from slimserve.build.errors import SlimserveBuildError
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
 # Objective ties: a candidate this close to the best one counts as equal, and the other
@@ -38,6 +39,16 @@ SIZE_TIE = 0.01
 def lambda_threads(memory_mb: int) -> int:
     """Intra-op threads for the vCPUs Lambda allots to ``memory_mb`` (at least 1), capped by this machine."""
     return max(1, min(round(memory_mb / LAMBDA_MB_PER_VCPU), os.cpu_count() or 1, 6))
+
+
+def failure_reason(exc: Exception) -> str:
+    """One line for a candidate that could not be made or loaded: the exception's own first line,
+    without onnxruntime's "[ONNXRuntimeError] : 1 : FAIL : Load model from <path> failed:" preamble."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    if "[ONNXRuntimeError]" in line:
+        line = line.rsplit("failed:", 1)[-1] if "failed:" in line else line.rsplit(" : ", 1)[-1]
+    label = "" if isinstance(exc, (SlimserveBuildError, ValueError)) else f"{type(exc).__name__}: "
+    return (label + line.strip())[:200] or type(exc).__name__
 
 
 class Trials:
@@ -70,6 +81,7 @@ class Trials:
         self.feed = synthetic_feed(session_for(source_model, 1), self.auto.latency_shape)
         self.fp32_bytes = source_model.stat().st_size
         self.fp32_ms: float | None = None
+        self._not_applicable: dict[str, str | None] = {}
 
     # -- inputs -------------------------------------------------------------------------
     def prepared(self, config: CompressionConfig) -> Path:
@@ -92,6 +104,12 @@ class Trials:
     def reader(self, config: CompressionConfig) -> Any:
         return None if self.calibration is None else ArrayCalibrationReader(self.calibration, config.calibration_samples)
 
+    def not_applicable(self, method: str) -> str | None:
+        """Why ``method`` cannot shrink the model (cached per method), or None."""
+        if method not in self._not_applicable:
+            self._not_applicable[method] = not_applicable(self.source_model, method)
+        return self._not_applicable[method]
+
     # -- one candidate ------------------------------------------------------------------
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
@@ -99,31 +117,36 @@ class Trials:
     def evaluate(self, candidate: Candidate, total: int | None = None) -> CandidateResult:
         result = CandidateResult(len(self.results) + 1, candidate.name, candidate.config, candidate.origin)
         self.results.append(result)
-        if self.out_of_time():
+        if self.out_of_time() and candidate.config.method != "none":  # fp32 is weighed whatever the budget
             result.status = "skipped"
             result.reasons = ["time budget"]
             self.stopped_by_budget = True
             return result
         started = time.monotonic()
         path = self.directory / f"candidate-{result.index:02d}.onnx"
+        reason = self.not_applicable(candidate.config.method)
+        if reason is not None:
+            result.status, result.reasons = "skipped", [f"does not apply: {reason}"]
+            self._progress(result, total)
+            return result
         try:
             result.applied = compress(
                 self.prepared(candidate.config), path, candidate.config,
                 calibration=self.reader(candidate.config),
                 calibration_cache=self.calibration_cache(candidate.config),
             )
-        except Exception as exc:  # noqa: BLE001 - one recipe failing (ORT raises Fail, InvalidGraph...) is a table row, not the end of the search
-            first_line = (str(exc).splitlines() or [""])[0][:160]
-            label = "" if isinstance(exc, (CompressionError, ValueError)) else f"{type(exc).__name__}: "
-            result.status, result.reasons = "error", [label + first_line]
+            result.path = path
+            result.bytes = path.stat().st_size
+            result.gate = self.evaluator.gate(path)
+        except Exception as exc:  # noqa: BLE001 - one recipe failing (ORT raises Fail, InvalidGraph...; the handler refuses its output) is a table row, not the end of the search
+            result.status, result.reasons = "error", [failure_reason(exc)]
             result.seconds = time.monotonic() - started
             self._progress(result, total)
             return result
-        result.path = path
-        result.bytes = path.stat().st_size
-        result.gate = self.evaluator.gate(path)
         try:
-            result.latency = measure(path, self.feed, threads=self.threads, runs=self.auto.runs, warmup=self.auto.warmup)
+            result.latency = measure(
+                path, self.feed, threads=self.threads, runs=self.auto.runs, warmup=self.auto.warmup, as_served=True
+            )
         except Exception as exc:  # noqa: BLE001 - the gate verdict stands; the row says latency is missing
             result.reasons.append(f"latency not measured: {type(exc).__name__}")
         self.classify(result)
@@ -148,6 +171,9 @@ class Trials:
                 speedup = self.fp32_ms / result.latency.value(self.clock)
                 if speedup < self.auto.min_speedup:
                     requirement.append(f"speed-up {speedup:.2f}x (min {self.auto.min_speedup:g}x)")
+        if result.bytes is not None and result.bytes > self.fp32_bytes and result.latency is not None and self.fp32_ms:
+            if result.latency.value(self.clock) > self.fp32_ms:
+                requirement.append(f"larger ({result.bytes / self.fp32_bytes:.1%}) and slower than fp32")
         result.reasons = reasons + requirement + [r for r in result.reasons if r.startswith("latency not measured")]
         if reasons:
             result.status = "failed gate"

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from slimserve.build.config.schema import BuildConfig
+from slimserve.build.config.task_options import TASK_OPTIONS
 from slimserve.build.errors import ConfigError
 from slimserve.build.paths import CONFIG_FILE
 
@@ -43,7 +44,7 @@ def load_config(folder: Path, overrides: Mapping[str, Any] | None = None) -> Bui
         target[key] = value
     problems = [
         f"  {_dotted((*where, key))}: {unknown_key_message(key, valid)}"
-        for where, key, valid in unknown_keys(BuildConfig, raw)
+        for where, key, valid in [*unknown_keys(BuildConfig, raw), *_unknown_task_options(raw)]
     ]
     try:
         config = BuildConfig.model_validate({**raw, "root": Path(folder).resolve()})
@@ -54,9 +55,18 @@ def load_config(folder: Path, overrides: Mapping[str, Any] | None = None) -> Bui
     return config
 
 
+def _unknown_task_options(raw: Mapping[str, Any]) -> Iterator[tuple[Location, str, list[str]]]:
+    """Keys of ``[task_options]`` the task does not take (the table's type depends on ``task``)."""
+    options, task = raw.get("task_options"), raw.get("task", "raw")
+    if isinstance(options, Mapping) and isinstance(task, str) and task in TASK_OPTIONS:
+        yield from unknown_keys(TASK_OPTIONS[task], options, ("task_options",))
+
+
 def unknown_key_message(key: str, valid: Iterable[str]) -> str:
     """``unknown key (did you mean 'x'?)``, or the valid keys when none is close."""
     valid = sorted(valid)
+    if not valid:
+        return "unknown key (this table takes no keys)"
     close = difflib.get_close_matches(key, valid, n=1)
     if close:
         return f"unknown key (did you mean {close[0]!r}?)"

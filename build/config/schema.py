@@ -12,12 +12,13 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slimserve.build.config.task_options import TASK_OPTIONS, task_option_problems
 from slimserve.handler.manifest import Architecture, ExplainMethod, Limits, Task, TensorSpec
 from slimserve.infra.options import StackOptions
 
-CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "auto"]
+CompressionMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "per-token-int8", "auto"]
 # What one candidate of the ``auto`` search (or a fixed build) can be: everything but "auto".
-ConcreteMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits"]
+ConcreteMethod = Literal["none", "dynamic-int8", "static-int8", "fp16", "matmul-nbits", "per-token-int8"]
 QuantTypeName = Literal["int8", "uint8"]
 CalibrateMethod = Literal["MinMax", "Entropy", "Percentile"]
 # onnxruntime.transformers.optimizer model types whose fusions slimserve exposes.
@@ -30,13 +31,22 @@ class _Section(BaseModel):
 
 
 class SourceConfig(_Section):
-    # Either a PyTorch module + weights, or an existing ONNX file.
-    module: str | None = None
-    factory: str = "build_model"
-    factory_kwargs: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = None
-    train: str | None = Field(default=None, description="'file.py:function' run when weights are missing")
-    onnx: str | None = None
+    """[source]: the model, either an existing ONNX file or a PyTorch module plus its weights."""
+
+    module: str | None = Field(None, description="PyTorch: the Python file whose factory builds the nn.Module")
+    factory: str = Field("build_model", description="PyTorch: the function in source.module that returns the nn.Module")
+    factory_kwargs: dict[str, Any] = Field(default_factory=dict, description="PyTorch: keyword arguments for the factory")
+    weights: str | None = Field(
+        None,
+        description="PyTorch: the weights, safetensors or a state dict .pt (never a pickle); a path, or "
+        "'package:<import name>/<path>' for a file inside an installed package",
+    )
+    train: str | None = Field(default=None, description="PyTorch: 'file.py:function' run when the weights file is missing")
+    onnx: str | None = Field(
+        None,
+        description="an existing ONNX model (its external data, if any, beside it); its inputs and outputs are "
+        "read from the file",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -50,39 +60,52 @@ class SourceConfig(_Section):
 
 
 class ExportConfig(_Section):
-    opset: int = Field(17, ge=13, le=21)
-    inputs: list[TensorSpec] = Field(min_length=1)
-    outputs: list[TensorSpec] = Field(min_length=1)
-    # Extra keyword arguments for the model's forward in export (e.g. which outputs to return).
-    dynamo: bool = False
+    """[export]: the PyTorch export (required for source.module); for source.onnx only a check of
+    the file (every key optional: what is declared must match the model)."""
+
+    opset: int = Field(17, ge=13, le=21, description="ONNX opset of the PyTorch export (an ONNX source keeps its own)")
+    inputs: list[TensorSpec] | None = Field(
+        None,
+        min_length=1,
+        description="the model's inputs: {name, datatype, shape}, -1 marks a free axis; required for "
+        "source.module (the exporter traces with them), optional for source.onnx (checked against the file)",
+    )
+    outputs: list[TensorSpec] | None = Field(
+        None,
+        min_length=1,
+        description="the model's outputs, as inputs; required for source.module, optional for source.onnx",
+    )
+    dynamo: bool = Field(False, description="PyTorch: use torch.onnx's dynamo exporter instead of TorchScript")
 
 
 class _CompressionOptions(_Section):
     """The options of one compression recipe (shared by [compression] and auto candidates)."""
 
-    # int8 (dynamic and static)
-    per_channel: bool = True
-    reduce_range: bool = False
-    weight_type: QuantTypeName = "int8"
-    # static int8 only (QDQ format, calibrated on validation.calibration)
-    activation_type: QuantTypeName = "uint8"
-    calibrate_method: CalibrateMethod = "MinMax"
-    percentile: float | None = Field(None, gt=0.0, le=100.0, description="Percentile calibration only")
-    calibration_samples: int | None = Field(None, ge=1, description="use at most this many calibration samples")
+    per_channel: bool = Field(True, description="int8: one scale per output channel of each weight (not one per tensor)")
+    reduce_range: bool = Field(False, description="int8: 7-bit weights (avoids int16 saturation on CPUs without VNNI)")
+    weight_type: QuantTypeName = Field("int8", description="int8: signed or unsigned 8-bit weights")
+    activation_type: QuantTypeName = Field("uint8", description="static-int8: the activations' 8-bit type (QDQ format)")
+    calibrate_method: CalibrateMethod = Field("MinMax", description="static-int8: how activation ranges are calibrated on validation.calibration")
+    percentile: float | None = Field(None, gt=0.0, le=100.0, description="static-int8, Percentile calibration only")
+    calibration_samples: int | None = Field(None, ge=1, description="static-int8: use at most this many calibration samples")
     # matmul-nbits only: MatMul weights in blocks of block_size along K, each block with its own
     # scale (onnxruntime MatMulNBits); accuracy_level 4 computes in int8 with activations also
     # quantized per block. Other weighted ops (embeddings' Gather, Gemm, Conv) get dynamic int8.
-    bits: Literal[4, 8] = 8
-    block_size: Literal[16, 32, 64, 128, 256] = 32
-    accuracy_level: int = Field(4, ge=0, le=4)
+    bits: Literal[4, 8] = Field(8, description="matmul-nbits: bits per MatMul weight")
+    block_size: Literal[16, 32, 64, 128, 256] = Field(32, description="matmul-nbits: weights per block (each block has its own scale)")
+    accuracy_level: int = Field(4, ge=0, le=4, description="matmul-nbits: 4 computes in int8 (activations quantized per block), 0 in fp32")
     # Mixed precision (every method): nodes kept in fp32, by name (fnmatch patterns allowed,
     # each must match a node) and by op type. auto candidates inherit these and may add more.
-    nodes_to_exclude: list[str] = Field(default_factory=list)
-    op_types_to_exclude: list[str] = Field(default_factory=list)
-    op_types_to_quantize: list[str] | None = None
+    nodes_to_exclude: list[str] = Field(
+        default_factory=list, description="nodes kept in fp32, by name or fnmatch pattern (each must match a node)"
+    )
+    op_types_to_exclude: list[str] = Field(default_factory=list, description="op types kept in fp32 (e.g. Conv)")
+    op_types_to_quantize: list[str] | None = Field(None, description="int8: only these op types (default: every one the quantizer knows)")
     # Graph preparation: quant_pre_process, then optionally onnxruntime.transformers fusions.
-    optimize: bool = True
-    transformer_fusion: FusionModelType | None = None
+    optimize: bool = Field(True, description="shape inference and onnxruntime's graph optimizations before compressing")
+    transformer_fusion: FusionModelType | None = Field(
+        None, description="onnxruntime.transformers fusions (Attention, LayerNorm...) for this model type before int8"
+    )
     fusion_num_heads: int = Field(0, ge=0, description="0: detect from the graph")
     fusion_hidden_size: int = Field(0, ge=0, description="0: detect from the graph")
 
@@ -96,16 +119,40 @@ class _CompressionOptions(_Section):
             problems.append(
                 "weight_type: int8 activations need int8 weights (onnxruntime has no int8 x uint8 kernels)"
             )
+        if method == "per-token-int8":
+            problems += self._check_per_token()
         overlap = sorted(set(self.op_types_to_exclude) & set(self.op_types_to_quantize or []))
         if overlap:
             problems.append(f"op_types_to_exclude: {overlap} also listed in op_types_to_quantize")
         return problems
 
 
+    def _check_per_token(self) -> list[str]:
+        """per-token-int8 (build/compression/per_token.py) chooses its own op types and needs the
+        unfused graph and s8 weights; options that would be silently ignored are refused."""
+        problems = []
+        if self.weight_type != "int8":
+            problems.append(
+                "weight_type: per-token-int8 quantizes weights to int8 (onnxruntime's MatMulIntegerToFloat s8 "
+                f"kernels); got {self.weight_type!r}"
+            )
+        if self.transformer_fusion is not None:
+            problems.append(
+                "transformer_fusion: per-token-int8 rewrites the unfused encoder graph (a fused Attention has no "
+                "per-token int8 kernel); remove transformer_fusion"
+            )
+        if self.op_types_to_quantize is not None:
+            problems.append(
+                "op_types_to_quantize: per-token-int8 picks its own (MatMul and the vocabulary Gather); use "
+                "nodes_to_exclude or op_types_to_exclude to keep nodes in fp32"
+            )
+        return problems
+
+
 class CandidateConfig(_CompressionOptions):
     """One entry of compression.auto.candidates: keys not given are taken from [compression]."""
 
-    method: ConcreteMethod
+    method: ConcreteMethod = Field(description="the candidate's method; its other keys default to [compression]'s")
     name: str | None = Field(None, description="label in the candidate table")
 
     @model_validator(mode="after")
@@ -119,35 +166,46 @@ class CandidateConfig(_CompressionOptions):
 class AutoConfig(_Section):
     """compression.method = "auto": search candidates, ship the best one that passes the gate."""
 
-    objective: Literal["latency", "size"] = "latency"
-    time_budget_s: float = Field(900.0, gt=0.0)
-    # onnxruntime intra-op threads for latency; default: the vCPUs Lambda gives runtime.memory_mb.
-    threads: int | None = Field(None, ge=1, le=64)
-    # Sizes of the inputs' free (-1) axes for the latency feed, by axis position: [batch, seq, ...].
-    latency_shape: list[int] = Field(default_factory=lambda: [1, 16], min_length=1)
-    runs: int = Field(50, ge=5, le=100000)
-    # "cpu": the calling thread's CPU time per run (single-threaded sessions; robust on a busy
-    # build machine); "wall": elapsed time. Multi-threaded sessions always use wall time.
-    latency_clock: Literal["cpu", "wall"] = "cpu"
-    warmup: int = Field(5, ge=0, le=10000)
+    objective: Literal["latency", "size"] = Field("latency", description="among the candidates that pass, ship the fastest or the smallest")
+    time_budget_s: float = Field(900.0, gt=0.0, description="stop trying candidates after this (fp32 is always weighed)")
+    threads: int | None = Field(
+        None, ge=1, le=64, description="onnxruntime intra-op threads for latency (default: the vCPUs Lambda gives runtime.memory_mb)"
+    )
+    latency_shape: list[int] = Field(
+        default_factory=lambda: [1, 16], min_length=1,
+        description="sizes of the inputs' free (-1) axes for the latency feed, by position: [batch, sequence, ...]",
+    )
+    runs: int = Field(50, ge=5, le=100000, description="timed runs per candidate")
+    # Multi-threaded sessions always use wall time.
+    latency_clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="cpu: the calling thread's CPU time per run (robust on a busy machine); wall: elapsed time"
+    )
+    warmup: int = Field(5, ge=0, le=10000, description="untimed runs before timing")
     # Hard requirements besides the gate (None: not required).
     max_size_ratio: float | None = Field(None, gt=0.0, description="candidate bytes / fp32 bytes")
     min_speedup: float | None = Field(None, gt=0.0, description="fp32 latency / candidate latency")
-    # Leave-one-out sensitivity of the most promising failing recipes (ranked on calibration data,
-    # never the held-out set), then candidates keeping their worst nodes in fp32, one more each.
-    sensitivity: bool = True
-    max_excluded: int = Field(8, ge=0, le=256)
-    # Replace the built-in candidate list.
-    candidates: list[CandidateConfig] | None = Field(None, min_length=1)
+    # Ranked on calibration data, never the held-out set.
+    sensitivity: bool = Field(
+        True, description="find the nodes the most promising failing recipes lose accuracy in, and retry with them in fp32"
+    )
+    max_excluded: int = Field(8, ge=0, le=256, description="at most this many nodes kept in fp32 that way")
+    candidates: list[CandidateConfig] | None = Field(None, min_length=1, description="replace the built-in candidate list")
 
 
 class CompressionConfig(_CompressionOptions):
-    method: CompressionMethod = "dynamic-int8"
-    auto: AutoConfig = Field(default_factory=AutoConfig)
-    # Leave-one-out sensitivity table in report.md for a fixed method: when the gate fails
-    # (default), always, or never; bounded by sensitivity_budget_s.
-    sensitivity: Literal["on-failure", "always", "off"] = "on-failure"
-    sensitivity_budget_s: float = Field(300.0, gt=0.0)
+    """[compression]: how the model is made smaller; whatever it is, the gate must pass."""
+
+    method: CompressionMethod = Field(
+        "dynamic-int8",
+        description="none, dynamic-int8, static-int8, fp16, matmul-nbits, or auto (search them, fp32 included, "
+        "and ship the best that passes); a method that cannot touch the model (no MatMul / Gemm / Conv weights) "
+        "ships fp32 and says so",
+    )
+    auto: AutoConfig = Field(default_factory=AutoConfig, description="the search, for method = 'auto'")
+    sensitivity: Literal["on-failure", "always", "off"] = Field(
+        "on-failure", description="a leave-one-out table in report.md of where accuracy is lost: when the gate fails, always, or never"
+    )
+    sensitivity_budget_s: float = Field(300.0, gt=0.0, description="time the sensitivity table may take")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -155,7 +213,8 @@ class CompressionConfig(_CompressionOptions):
         if value not in get_args(CompressionMethod):
             raise ValueError(
                 "Input should be 'none', 'dynamic-int8', 'static-int8' or 'fp16' (one method), 'matmul-nbits' "
-                "(blockwise weight-only int8 / int4), or 'auto' (search them and ship the best that passes the gate)"
+                "(blockwise weight-only int8 / int4), 'per-token-int8' (BERT-family encoders: activations scaled per "
+                "token), or 'auto' (search them and ship the best that passes the gate)"
             )
         return value
 
@@ -178,14 +237,15 @@ class CompressionConfig(_CompressionOptions):
 class PruneConfig(_Section):
     """[prune]: prune the PyTorch model before export."""
 
-    # magnitude: global unstructured, smallest |w| to zero (shapes unchanged; zeros compress).
-    # structured: whole neurons / conv channels / attention heads removed (shapes shrink).
-    method: Literal["magnitude", "structured"]
+    method: Literal["magnitude", "structured"] = Field(
+        description="magnitude: the smallest weights to zero (shapes unchanged); structured: whole neurons, "
+        "channels or attention heads removed (shapes shrink)"
+    )
     sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights (magnitude) or units (structured)")
-    # 'file.py:function' called as function(model) after pruning (short fine-tune; may return a model).
-    finetune: str | None = None
-    # Module names (model.named_modules()) left untouched.
-    exclude: list[str] = Field(default_factory=list)
+    finetune: str | None = Field(
+        None, description="'file.py:function' called as function(model) after pruning (a short fine-tune; may return a model)"
+    )
+    exclude: list[str] = Field(default_factory=list, description="module names (model.named_modules()) left untouched")
 
 
 class DistillConfig(_Section):
@@ -193,66 +253,96 @@ class DistillConfig(_Section):
 
     student: str = Field(description="'file.py:function' returning the untrained student nn.Module")
     data: str = Field(description="'file.py:function' returning (inputs dict, labels or None): training data")
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    # Weight of the soft-target loss; (1 - alpha) goes to cross-entropy on the labels.
-    alpha: float = Field(0.7, ge=0.0, le=1.0)
-    epochs: int = Field(60, ge=1, le=100000)
-    batch_size: int = Field(64, ge=1, le=65536)
-    learning_rate: float = Field(3e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    seed: int = 0
-    # torch intra-op threads while training (1 is fastest for small models on a busy machine).
-    threads: int = Field(1, ge=1, le=256)
-    # kl: soft targets of class logits; mse / cosine: match output vectors (embeddings).
-    loss: Literal["kl", "mse", "cosine"] = "kl"
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="softens the teacher's logits for the soft targets")
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the soft-target loss; 1 - alpha goes to the labels")
+    epochs: int = Field(60, ge=1, le=100000, description="passes over distill.data")
+    batch_size: int = Field(64, ge=1, le=65536, description="training batch size")
+    learning_rate: float = Field(3e-3, gt=0.0, le=10.0, description="Adam learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
+    seed: int = Field(0, description="random seed of the training")
+    threads: int = Field(1, ge=1, le=256, description="torch threads while training (1 is fastest for small models on a busy machine)")
+    loss: Literal["kl", "mse", "cosine"] = Field(
+        "kl", description="kl: soft targets of class logits; mse / cosine: match output vectors (embeddings)"
+    )
 
 
 class ValidationConfig(_Section):
-    data: str = Field(description="'file.py:function' returning (inputs dict, labels)")
-    # Calibration data for static quantization; must not overlap the held-out data.
-    calibration: str | None = None
-    metric: Literal["accuracy", "cosine"] = "accuracy"
-    tolerance: float = Field(0.01, ge=0.0, le=1.0)
-    # Classification: optionally also require the compressed model's top-1 to agree with the
-    # original's on at least this fraction of samples (accuracy alone can hide flips).
-    min_agreement: float | None = Field(None, ge=0.0, le=1.0)
-    # Embedding gates (metric = "cosine"): both must hold.
-    min_cosine: float = Field(0.95, ge=-1.0, le=1.0)
-    mean_cosine: float = Field(0.99, ge=-1.0, le=1.0)
-    batch_size: int = Field(32, ge=1, le=4096)
+    """[validation]: the accuracy gate: held-out data, the metric and how much may be lost."""
+
+    data: str = Field(description="'file.py:function' returning (inputs: {input name: array}, labels) held out from training")
+    calibration: str | None = Field(
+        None, description="'file.py:function' as data, for static int8 calibration; must not be the held-out data"
+    )
+    metric: Literal["accuracy", "cosine"] = Field("accuracy", description="accuracy (class labels) or cosine (embeddings)")
+    output: str | None = Field(
+        None,
+        description="the output the gate scores when the model has several (task = raw); classification scores "
+        "the output it serves (task_options.output)",
+    )
+    tolerance: float = Field(0.01, ge=0.0, le=1.0, description="accuracy the shipped model may lose (0.01 = 1 point)")
+    min_agreement: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="also require the shipped model's top-1 to agree with the original's on this fraction of "
+        "samples (accuracy alone can hide flips)",
+    )
+    max_score_diff: float | None = Field(
+        None,
+        gt=0.0,
+        description="accuracy: also require the shipped model's scores to stay this close to the original's on every "
+        "row (classification: the class probabilities; raw: the scored output's values)",
+    )
+    min_cosine: float = Field(0.95, ge=-1.0, le=1.0, description="cosine: every text's vector must reach this")
+    mean_cosine: float = Field(0.99, ge=-1.0, le=1.0, description="cosine: the mean over the texts must reach this")
+    batch_size: int = Field(32, ge=1, le=4096, description="held-out rows per run (the handler answers them in these batches)")
     # Margins beyond the held-out sample (build/gate/margin.py), always reported at 95 %; set a
-    # value to require it. Cosine: the bootstrap lower bound on the cosine_quantile of per-text
-    # cosine (default the 1st percentile; the minimum's bootstrap bound is the minimum itself).
-    cosine_quantile: float = Field(0.01, gt=0.0, le=0.5)
-    cosine_lower_bound: float | None = Field(None, ge=-1.0, le=1.0)
-    # Classification: exact binomial lower bounds on the candidate's accuracy and agreement.
-    accuracy_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
-    agreement_lower_bound: float | None = Field(None, ge=0.0, le=1.0)
-    # Refuse a shipped model whose global importance ranks (report.md's "Explanations") correlate
-    # below this with the original's (Spearman); needs [explain]. Off by default.
-    min_explanation_agreement: float | None = Field(None, ge=-1.0, le=1.0)
+    # value to require it. (The minimum's bootstrap bound is the minimum itself: hence a quantile.)
+    cosine_quantile: float = Field(
+        0.01, gt=0.0, le=0.5, description="cosine: the low quantile of per-text cosine whose 95 % bootstrap lower bound is reported"
+    )
+    cosine_lower_bound: float | None = Field(
+        None, ge=-1.0, le=1.0, description="cosine: require that bootstrap lower bound (on cosine_quantile) to reach this"
+    )
+    accuracy_lower_bound: float | None = Field(
+        None, ge=0.0, le=1.0, description="accuracy: require the exact binomial 95 % lower bound on the shipped model's accuracy to reach this"
+    )
+    agreement_lower_bound: float | None = Field(
+        None, ge=0.0, le=1.0, description="accuracy: require the exact binomial 95 % lower bound on top-1 agreement to reach this"
+    )
+    min_explanation_agreement: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="refuse a shipped model whose global importance ranks correlate (Spearman) below this with the "
+        "original's (report.md's Explanations; needs [explain])",
+    )
 
 
 class ExplainConfig(_Section):
     """[explain]: what POST .../explain offers (docs/explanations.md) and the report's global
     importance, original vs shipped."""
 
-    enabled: bool = True
-    # Offered methods, the first the default (default: kernel-shap first for tensor inputs,
-    # shapley-sampling first for text).
-    methods: list[ExplainMethod] | None = Field(None, min_length=1)
-    # Coalitions per request (sampled modes): default (tensors 1024, text 256) and maximum.
-    samples: int | None = Field(None, ge=2, le=65536)
-    max_samples: int = Field(8192, ge=2, le=65536)
-    # Held-out rows shipped as the background (stratified by label, fixed seed).
-    background: int = Field(16, ge=1, le=256)
-    # Image inputs: each row reshaped to image_shape (last two axes height, width), attributed
-    # by patch [height, width].
-    image_shape: list[int] | None = Field(None, min_length=2, max_length=4)
-    patch: list[int] | None = Field(None, min_length=2, max_length=2)
-    # Held-out rows (texts) explained for the report's global importance.
-    importance_samples: int = Field(32, ge=2, le=10000)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    enabled: bool = Field(True, description="offer POST .../explain and report global importance")
+    methods: list[ExplainMethod] | None = Field(
+        None,
+        min_length=1,
+        description="offered methods, the first the default (default: kernel-shap first for tensor inputs, "
+        "shapley-sampling first for text)",
+    )
+    samples: int | None = Field(
+        None, ge=2, le=65536, description="coalitions per request in the sampled modes (default: tensors 1024, text 256)"
+    )
+    max_samples: int = Field(8192, ge=2, le=65536, description="the most coalitions a request may ask for")
+    background: int = Field(16, ge=1, le=256, description="held-out rows shipped as the background (stratified by label, fixed seed)")
+    image_shape: list[int] | None = Field(
+        None, min_length=2, max_length=4, description="image inputs: each row reshaped to this (last two axes height, width)"
+    )
+    patch: list[int] | None = Field(
+        None, min_length=2, max_length=2, description="image inputs: attributed by patches of [height, width] pixels"
+    )
+    importance_samples: int = Field(32, ge=2, le=10000, description="held-out rows (texts) explained for the report's global importance")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the background and report rows")
 
     @model_validator(mode="after")
     def _consistent(self) -> ExplainConfig:
@@ -269,12 +359,14 @@ class ExplainConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    python: str = "3.12"
-    architecture: Architecture = "x86_64"
-    memory_mb: int = Field(1024, ge=128, le=10240)
-    timeout_s: int = Field(20, ge=1, le=28)
-    limits: Limits = Field(default_factory=Limits)
-    extra_requirements: list[str] = Field(default_factory=list)
+    """[runtime]: the Lambda function the zip is built for."""
+
+    python: str = Field("3.12", description=f"the Lambda Python runtime: one of {', '.join(SUPPORTED_PYTHONS)}")
+    architecture: Architecture = Field("x86_64", description="x86_64 or arm64")
+    memory_mb: int = Field(1024, ge=128, le=10240, description="the function's memory (Lambda gives 1 vCPU per 1,769 MiB of memory)")
+    timeout_s: int = Field(20, ge=1, le=28, description="the function's timeout (API Gateway ends requests after 29 s)")
+    limits: Limits = Field(default_factory=Limits, description="request limits the handler enforces")
+    extra_requirements: list[str] = Field(default_factory=list, description="more pip requirements installed into lambda.zip")
 
     @field_validator("python")
     @classmethod
@@ -290,30 +382,45 @@ class SigningConfig(_Section):
     machine that builds (``slimserve build --sign-key`` or $SLIMSERVE_SIGNING_KEY), while this
     file is committed and shared by everyone who deploys."""
 
-    public_key: str | None = None
+    public_key: str | None = Field(
+        None, description="PEM public key every deploy verifies the bundle's signature (model.sig) against"
+    )
 
 
 class BuildConfig(_Section):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-    version: str = "1"
-    task: Task = "raw"
-    labels: list[str] | None = None
-    task_options: dict[str, Any] = Field(default_factory=dict)
-    source: SourceConfig
-    export: ExportConfig
-    compression: CompressionConfig = Field(default_factory=CompressionConfig)
-    validation: ValidationConfig
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    prune: PruneConfig | None = None
-    distill: DistillConfig | None = None
-    # The stack options this project deploys with (synth, deploy, diff, destroy, local, invoke);
+    """slimserve.toml."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the model's name in the API and the stack")
+    version: str = Field("1", description="the model version the API serves")
+    task: Task = Field("raw", description="raw, classification or embedding: what the API adds around the model")
+    labels: list[str] | None = Field(
+        None,
+        description="classification: one name per class, in the order of the model's scores (default: the "
+        "model's own class labels when the ONNX file carries them, else the class indices)",
+    )
+    task_options: dict[str, Any] = Field(default_factory=dict, description="the task's options (see [task_options] below)")
+    source: SourceConfig = Field(description="the model")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="the PyTorch export, or a check of the ONNX file")
+    compression: CompressionConfig = Field(default_factory=CompressionConfig, description="how the model is made smaller")
+    validation: ValidationConfig = Field(description="the accuracy gate")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="the Lambda function")
+    prune: PruneConfig | None = Field(None, description="prune a PyTorch model before export")
+    distill: DistillConfig | None = Field(None, description="distill a PyTorch model into a smaller student")
     # --option and the named flags override them, key by key.
-    deploy: StackOptions = Field(default_factory=StackOptions)
-    explain: ExplainConfig = Field(default_factory=ExplainConfig)
-    signing: SigningConfig = Field(default_factory=SigningConfig)
+    deploy: StackOptions = Field(
+        default_factory=StackOptions,
+        description="the stack this project deploys with (synth, deploy, diff, destroy, local, invoke)",
+    )
+    explain: ExplainConfig = Field(default_factory=ExplainConfig, description="what POST .../explain offers (docs/explanations.md)")
+    signing: SigningConfig = Field(default_factory=SigningConfig, description="the public key deploys verify signed builds with")
 
     # Folder the relative paths resolve against (not part of the file).
     root: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def options(self) -> BaseModel:
+        """``task_options`` as the task's table (validated when the file was read)."""
+        return TASK_OPTIONS[self.task].model_validate(self.task_options)
 
     @model_validator(mode="after")
     def _combinations(self) -> BuildConfig:
@@ -340,9 +447,33 @@ class BuildConfig(_Section):
             problems.append("distill.data: must not be validation.data or validation.calibration (train on other data)")
         if self.validation.min_explanation_agreement is not None and not self.explain.enabled:
             problems.append("validation.min_explanation_agreement: needs explanations (explain.enabled = true)")
+        if self.source.module is not None and (self.export.inputs is None or self.export.outputs is None):
+            problems.append(
+                "export: a PyTorch source (source.module) needs export.inputs and export.outputs: the exporter "
+                "traces the model with them"
+            )
+        if (self.validation.metric == "cosine") != (self.task == "embedding"):
+            problems.append(
+                f"validation.metric: {self.validation.metric!r} does not fit task = {self.task!r}: embeddings are gated "
+                "on 'cosine', raw and classification models on 'accuracy'"
+            )
+        if self.validation.batch_size > self.runtime.limits.max_batch:
+            problems.append(
+                f"validation.batch_size: {self.validation.batch_size} is more than runtime.limits.max_batch "
+                f"({self.runtime.limits.max_batch}); the build answers the held-out rows through the handler in these batches"
+            )
+        if self.validation.max_score_diff is not None and self.validation.metric != "accuracy":
+            problems.append("validation.max_score_diff: applies to metric = 'accuracy' (cosine gates on min_cosine and mean_cosine)")
+        if self.validation.output is not None and self.task != "raw":
+            problems.append(
+                f"validation.output: applies to task = 'raw' only; task = {self.task!r} scores the output it serves"
+                + (" (task_options.output)" if self.task == "classification" else "")
+            )
+        problems += task_option_problems(self.task, self.task_options)
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
+

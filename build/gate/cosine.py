@@ -19,7 +19,7 @@ import numpy as np
 from slimserve.build.config import BuildConfig
 from slimserve.build.gate.reference import Reference, reference_predictor
 from slimserve.build.gate.validate import GateResult, cosine_gate, cosine_rows, onnx_session
-from slimserve.build.pipeline.embedding import build_tokenizer, load_texts
+from slimserve.build.pipeline.embedding import TEXT_INPUT, build_tokenizer, load_texts
 from slimserve.handler.tasks.embedding import TokenFeeds, max_tokens_for
 
 
@@ -74,9 +74,13 @@ class CosineEvaluator:
     candidate alone and in padded batches and compares vector by vector."""
 
     metric: ClassVar[str] = "cosine"
+    # The build's serve check: a served vector this close to the gated one is the same answer
+    # (the handler's session options differ from the gate's by float rounding only).
+    SAME_ANSWER_COSINE = 0.999
 
     def __init__(self, config: BuildConfig, reference: Reference) -> None:
         self.config = config
+        self.output = reference.served.scored_output if reference.served is not None else None
         self.texts = load_texts(config, config.validation.data, "validation.data")
         self.tokenizer = build_tokenizer(config)
         self.max_tokens = max_tokens_for(config.task_options, config.runtime.limits)
@@ -119,6 +123,8 @@ class CosineEvaluator:
             quantile=validation.cosine_quantile,
             quantile_lower_bound=validation.cosine_lower_bound,
         )
+        result.output = self.output
+        result.predictions = runs.get(f"batch {validation.batch_size}", first)  # the batches the handler answers
         result.extra["max_tokens"] = self.max_tokens
         result.extra["truncated_texts"] = int(self.truncated)
         if self.export_min_cosine is not None:
@@ -126,3 +132,14 @@ class CosineEvaluator:
             result.extra["export_min_cosine"] = self.export_min_cosine
             result.extra["export_max_abs_diff"] = self.export_max_abs_diff
         return result
+
+    def request_inputs(self) -> dict[str, np.ndarray]:
+        """The held-out texts as the API takes them (the build's serve check)."""
+        return {TEXT_INPUT: np.array(self.texts, dtype=object)}
+
+    def predictions(self, answers: dict[str, np.ndarray]) -> np.ndarray:
+        name = self.output or next(iter(answers))
+        return answers[name].astype(np.float32)
+
+    def disagreements(self, served: np.ndarray, gated: np.ndarray) -> int:
+        return int(np.sum(cosine_rows(gated, served) < self.SAME_ANSWER_COSINE))

@@ -28,7 +28,7 @@ from slimserve.build.gate.validate import GateCheck, onnx_session
 from slimserve.handler.datatypes import V2_TO_NUMPY
 from slimserve.handler.explain.games import cosine, patch_groups, tensor_game, token_game
 from slimserve.handler.explain.shapley import KERNEL_SHAP, LEAVE_ONE_OUT, SHAPLEY_SAMPLING, estimate
-from slimserve.handler.manifest import Explain
+from slimserve.handler.manifest import Explain, TensorSpec
 
 BACKGROUND_FILE = "background.npy"
 TENSOR_METHODS = [KERNEL_SHAP, SHAPLEY_SAMPLING, LEAVE_ONE_OUT]
@@ -42,18 +42,36 @@ MAX_REPORT_TOKENS = 32
 @dataclass(frozen=True)
 class ExplainPlan:
     spec: Explain
+    input_name: str  # the model input the attributions are over (tensor models) or input_ids (text)
     background: np.ndarray | None  # tensor models: the rows shipped in background.npy
     rows: np.ndarray | None  # tensor models: the held-out rows explained for the report
     texts: list[str] | None  # embeddings: the held-out texts explained for the report
 
 
-def unsupported(config: BuildConfig) -> str | None:
-    """Why this model gets no explanations, or None."""
+NUMERIC_OUTPUTS = ("FP32", "FP64", "FP16", "BF16")
+
+
+def explained_output(task: str, scored_output: str, outputs: list[TensorSpec]) -> str | None:
+    """The output an explanation attributes: the class scores for classification, else the model's
+    first floating-point output (a converter's string or integer label has no attribution)."""
+    if task == "classification":
+        return scored_output
+    return next((spec.name for spec in outputs if spec.datatype in NUMERIC_OUTPUTS), None)
+
+
+def unsupported(
+    config: BuildConfig, model_inputs: list[TensorSpec], explained: str | None = "", outputs: list[TensorSpec] | None = None
+) -> str | None:
+    """Why this model (whose ONNX inputs are ``model_inputs``) gets no explanations, or None.
+    ``explained``: the output explanations attribute (None: the model has no numeric output)."""
+    if explained is None:
+        names = [f"{spec.name} ({spec.datatype})" for spec in outputs or []]
+        return f"attributions need a floating-point output; the model's are {', '.join(names)}"
     if config.task == "embedding":
-        if "attention_mask" not in {spec.name for spec in config.export.inputs}:
+        if "attention_mask" not in {spec.name for spec in model_inputs}:
             return "token attributions need a model that takes attention_mask"
         return None
-    if len(config.export.inputs) != 1 or config.export.inputs[0].datatype == "BYTES":
+    if len(model_inputs) != 1 or model_inputs[0].datatype == "BYTES":
         return "Kernel SHAP here explains models with one numeric input tensor"
     return None
 
@@ -71,7 +89,7 @@ def choose_rows(count: int, labels: np.ndarray | None, wanted: int, seed: int) -
     return np.sort(np.array(picked[:wanted], dtype=np.int64))
 
 
-def plan(config: BuildConfig) -> ExplainPlan:
+def plan(config: BuildConfig, model_inputs: list[TensorSpec]) -> ExplainPlan:
     settings = config.explain
     kind = "text" if config.task == "embedding" else "tensor"
     spec = Explain(
@@ -95,8 +113,8 @@ def plan(config: BuildConfig) -> ExplainPlan:
                 f"explain: validation.data has {len(short)} text(s) of at most {MAX_REPORT_TOKENS} tokens; the report's "
                 "global importance needs at least 2 (or set explain.enabled = false)"
             )
-        return ExplainPlan(spec, None, None, [texts[index] for index in sorted(short[: settings.importance_samples])])
-    spec_in = config.export.inputs[0]
+        return ExplainPlan(spec, "input_ids", None, None, [texts[index] for index in sorted(short[: settings.importance_samples])])
+    spec_in = model_inputs[0]
     inputs, labels = load_dataset(config, config.validation.data, "validation.data")
     data = np.asarray(inputs[spec_in.name]).astype(V2_TO_NUMPY[spec_in.datatype])
     if settings.image_shape is not None and int(np.prod(settings.image_shape)) != int(np.prod(data.shape[1:])):
@@ -106,7 +124,7 @@ def plan(config: BuildConfig) -> ExplainPlan:
         )
     chosen = choose_rows(len(data), labels if labels.ndim == 1 else None, settings.background, settings.seed)
     others = np.setdiff1d(np.random.default_rng(settings.seed + 1).permutation(len(data)), chosen, assume_unique=True)
-    return ExplainPlan(spec, data[chosen], data[np.sort(others[: settings.importance_samples])], None)
+    return ExplainPlan(spec, spec_in.name, data[chosen], data[np.sort(others[: settings.importance_samples])], None)
 
 
 @dataclass
@@ -181,20 +199,27 @@ def _spearman(first: np.ndarray, second: np.ndarray) -> float:
     return float(spearmanr(first, second).statistic)
 
 
-def global_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path) -> ExplanationReport:
+def global_importance(
+    config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path, scored_output: str | None = None
+) -> ExplanationReport:
+    """``scored_output``: the output explained (the served class scores; a converter's classifier
+    lists its predicted label first, so output 0 is not it). Default: the model's first output."""
     if plan_.texts is not None:
         return _token_importance(config, plan_, original, shipped)
-    return _tensor_importance(config, plan_, original, shipped)
+    return _tensor_importance(config, plan_, original, shipped, scored_output)
 
 
-def _tensor_importance(config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path) -> ExplanationReport:
+def _tensor_importance(
+    config: BuildConfig, plan_: ExplainPlan, original: Path, shipped: Path, scored_output: str | None
+) -> ExplanationReport:
     assert plan_.background is not None and plan_.rows is not None
     spec, settings = plan_.spec, config.explain
-    name = config.export.inputs[0].name
+    name = plan_.input_name
     groups = patch_groups(int(np.prod(plan_.rows.shape[1:])), spec.image_shape, spec.patch)
 
     def outputs(session: Any, rows: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: rows})[0].reshape(len(rows), -1)
+        wanted = None if scored_output is None else [scored_output]
+        return np.asarray(session.run(wanted, {name: rows})[0], dtype=np.float64).reshape(len(rows), -1)
 
     sessions = [onnx_session(original), onnx_session(shipped)]
     # The original's predicted class for classification (element 0 for raw models), for both.

@@ -14,7 +14,29 @@ no clamp can happen. That is decided here from the model itself, not from its se
 - MatMulNBits computes in int8 only at accuracy_level 4; its weights then have ``bits`` bits,
   safe by the same arithmetic up to 6 bits; 8-bit blocks are not shown safe;
 - an integer weight that is not a constant of the model cannot be checked, so it counts as
-  one that may clamp.
+  one that may clamp;
+- full-range s8 weights (beyond +-64) are safe when the session converts them: with the session
+  config entry ``session.x64quantprecision = "1"`` at graph optimization level extended or all,
+  onnxruntime's ``Avx2WeightS8ToU8Transformer`` rewrites the constant s8 weights of QAttention,
+  MatMulIntegerToFloat, DynamicQuantizeMatMul, QGemm, DynamicQuantizeLSTM and (ONNX domain, as
+  of opset 10) MatMulInteger, QLinearMatMul and QLinearConv to u8 (zero point 128), so they take
+  the exact U8U8 kernels. It does so wherever ``MlasPlatformU8S8Overflow()`` holds, i.e. the
+  U8U8 and U8S8 dispatch tables differ: every x86-64 CPU, VNNI ones included, where u8 x s8 is
+  exact already and u8 x u8 slower (MiniLM on this project's AVX512-VNNI host: 1.5x the time
+  at 1 x 16 tokens). So the option is set only where the CPU lacks VNNI (handler/model.py
+  ``int8_kernels_can_saturate``), at level extended on every host (the same float graph).
+  Either way every integer product is exact: the same integers on every x86-64 host.
+  Sources (onnxruntime 1.32):
+  ``include/onnxruntime/core/session/onnxruntime_session_options_config_keys.h``
+  (kOrtSessionOptionsAvx2PrecisionMode), ``onnxruntime/core/mlas/lib/platform.cpp``
+  (MlasPlatformU8S8Overflow),
+  ``onnxruntime/core/optimizer/qdq_transformer/avx2_weight_s8_to_u8.cc`` (the op table) and
+  ``onnxruntime/core/optimizer/graph_transformer_utils.cc`` (registered among the level-2
+  transformers: at ORT_ENABLE_BASIC it silently does nothing). Verified bit for bit:
+  tests/build/gate/test_portability_qemu.py runs such models natively (AVX512-VNNI, no option)
+  and under ``qemu-x86_64 -cpu Haswell`` (AVX2, converted) and gets the same outputs.
+  ``serving_options`` turns that on exactly for the models that need it, and the manifest
+  carries it to the handler (``runtime.onnxruntime``).
 
 arm64's int8 kernels (dot-product instructions, or 16-bit products widened before they are
 summed) do not clamp. Float arithmetic (fp32 and fp16 models, and the float parts of int8 ones)
@@ -23,11 +45,15 @@ may still differ in the last bits between kernels; the gate's bootstrap margin c
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from slimserve.build.machine import cpu_info, describe_int8_flags, has_int8_dot_product
+from slimserve.handler.model import X64_QUANT_PRECISION
 
 # Largest |weight| for which two u8 x s8 products cannot leave int16 (see above).
 SAFE_S8_WEIGHT = 64
@@ -46,6 +72,27 @@ _WEIGHT_INPUT = {
     "QGemm": 3,
     "DynamicQuantizeLSTM": 1,
 }
+# The ops whose constant s8 weights Avx2WeightS8ToU8Transformer converts to u8 (see above): op type
+# -> (domain, the operator versions it matches, the weight inputs).
+_CONVERTED = {
+    "QAttention": ("com.microsoft", (1,), (1,)),
+    "MatMulIntegerToFloat": ("com.microsoft", (1,), (1,)),
+    "DynamicQuantizeMatMul": ("com.microsoft", (1,), (1,)),
+    "QGemm": ("com.microsoft", (1,), (3,)),
+    "DynamicQuantizeLSTM": ("com.microsoft", (1,), (1, 2)),
+    "MatMulInteger": ("", (10,), (1,)),
+    "QLinearMatMul": ("", (10,), (3,)),
+    "QLinearConv": ("", (10,), (3,)),
+}
+# What a model that needs the conversion is served with (handler/model.py session_options): level
+# extended everywhere (the same float graph on every host), the conversion where VNNI is missing
+# (onnxruntime would convert on VNNI CPUs too, where u8 x s8 is exact already and u8 x u8 slower).
+PRECISE_INT8_SERVING: dict[str, Any] = {
+    "graph_optimization_level": "extended", "config": {}, "config_without_vnni": {X64_QUANT_PRECISION: "1"},
+}
+# Everything else: the handler's defaults (what manifests without runtime.onnxruntime get).
+DEFAULT_SERVING: dict[str, Any] = {"graph_optimization_level": "basic", "config": {}, "config_without_vnni": {}}
+
 # Float ops that onnxruntime fuses with DequantizeLinear(int8 weight) into an integer kernel (QDQ).
 _QDQ_CONSUMERS = {"MatMul", "Gemm", "Conv", "Attention", "ConvTranspose"}
 
@@ -83,59 +130,138 @@ def gate_machine() -> dict[str, Any]:
     }
 
 
-def integer_portability(model_path: Path, architecture: str) -> Portability:
-    """Whether ``model_path`` gives the same integer results on every ``architecture`` host."""
-    import onnx
-    from onnx import TensorProto, numpy_helper
+def _onnx_versions(model: Any) -> dict[str, int]:
+    return {("" if entry.domain == "ai.onnx" else entry.domain): entry.version for entry in model.opset_import}
 
-    if architecture != "x86_64":
-        return Portability(architecture, True, f"{architecture}: onnxruntime's int8 kernels accumulate without clamping")
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    constants = {tensor.name: tensor for tensor in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = node.attribute[0].t
+
+def _converted(node: Any, opsets: dict[str, int]) -> bool:
+    """Whether Avx2WeightS8ToU8Transformer matches this node (op type, domain, operator version)."""
+    import onnx
+
+    entry = _CONVERTED.get(node.op_type)
+    if entry is None or (node.domain or "") != entry[0]:
+        return False
+    if entry[0]:
+        return True  # the contrib ops it lists have only version 1
+    try:
+        since = onnx.defs.get_schema(node.op_type, opsets.get("", 1), "").since_version
+    except onnx.defs.SchemaError:
+        return False
+    return since in entry[1]
+
+
+def _integer_products(model: Any) -> Iterator[tuple[str, tuple[str, ...], bool, str | None]]:
+    """Every integer matrix product: (label, its integer weight inputs, whether the s8 -> u8
+    conversion covers them, a reason it may clamp whatever its weights)."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = model.graph
+    opsets = _onnx_versions(model)
+    constants = _constants(graph)
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    for node in graph.node:
+        label = node.name or node.op_type
+        if node.op_type in _WEIGHT_INPUT and len(node.input) > _WEIGHT_INPUT[node.op_type]:
+            converted = _converted(node, opsets)
+            indexes = _CONVERTED[node.op_type][2] if converted else (_WEIGHT_INPUT[node.op_type],)
+            yield label, tuple(node.input[i] for i in indexes if i < len(node.input) and node.input[i]), converted, None
+        elif node.op_type == "DequantizeLinear" and any(user.op_type in _QDQ_CONSUMERS for user in consumers.get(node.output[0], [])):
+            tensor = constants.get(node.input[0])
+            if tensor is not None and tensor.data_type in (TensorProto.INT8, TensorProto.UINT8):
+                yield label, (node.input[0],), False, None
+        elif node.op_type == "MatMulNBits":
+            attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+            if int(attributes.get("accuracy_level", 0)) == 4:
+                bits = int(attributes.get("bits", 4))
+                why = None
+                if _U8_MAX * 2 * (2**bits - 1) > _INT16_MAX:
+                    why = f"MatMulNBits with {bits}-bit blocks computed in int8 (accuracy_level 4)"
+                yield label, (), False, why
 
-    def clamps(weight: str) -> str | None:
+
+def _constants(graph: Any) -> dict[str, Any]:
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    return constants
+
+
+def _largest_s8(tensor: Any) -> int | None:
+    """The largest |weight| of an s8 tensor; None for any other type (no u8 x s8 kernel)."""
+    from onnx import TensorProto, numpy_helper
+
+    if tensor.data_type != TensorProto.INT8:
+        return None
+    values = numpy_helper.to_array(tensor)
+    return int(abs(values.astype("int16")).max()) if values.size else 0
+
+
+def _load(model_path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(model_path), load_external_data=False)
+
+
+def precise_int8(serving: Mapping[str, Any]) -> bool:
+    """Whether these session options make onnxruntime convert full-range s8 weights (above)."""
+    level = serving.get("graph_optimization_level", "basic")
+    converting = [serving.get("config") or {}, serving.get("config_without_vnni") or {}]
+    return level in ("extended", "all") and any(config.get(X64_QUANT_PRECISION) == "1" for config in converting)
+
+
+def serving_options(model_path: Path) -> dict[str, Any]:
+    """The onnxruntime options ``model_path`` is to be served with (the manifest's
+    ``runtime.onnxruntime``; the gate's sessions use the same): the s8 -> u8 conversion at level
+    extended when some product the conversion covers has s8 weights beyond +-64, else the
+    handler's defaults (level basic, the cheaper session creation)."""
+    stat = model_path.stat()
+    return _serving_options(str(model_path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _serving_options(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    # The gate opens several sessions per candidate; the file's identity keys the cache.
+    model = _load(Path(path))
+    constants = _constants(model.graph)
+    for _, weights, converted, _ in _integer_products(model):
+        if converted and any((_largest_s8(constants[w]) or 0) > SAFE_S8_WEIGHT for w in weights if w in constants):
+            return copy.deepcopy(PRECISE_INT8_SERVING)
+    return copy.deepcopy(DEFAULT_SERVING)
+
+
+def integer_portability(model_path: Path, architecture: str, serving: Mapping[str, Any] | None = None) -> Portability:
+    """Whether ``model_path``, opened with the session options ``serving`` (default: its
+    ``serving_options``), gives the same integer results on every ``architecture`` host."""
+    if architecture != "x86_64":
+        return Portability(architecture, True, f"{architecture}: onnxruntime's int8 kernels accumulate without clamping")
+    precise = precise_int8(serving if serving is not None else serving_options(model_path))
+    model = _load(model_path)
+    constants = _constants(model.graph)
+
+    def clamps(weight: str, converted: bool) -> str | None:
         """Why this weight may clamp, or None when it cannot."""
         tensor = constants.get(weight)
         if tensor is None:
             return "its weight is not a constant"
-        if tensor.data_type == TensorProto.UINT8:
+        largest = _largest_s8(tensor)
+        if largest is None or largest <= SAFE_S8_WEIGHT or (converted and precise):
             return None
-        if tensor.data_type != TensorProto.INT8:
-            return None  # not an 8-bit integer operand: no u8 x s8 kernel
-        values = numpy_helper.to_array(tensor)
-        largest = int(abs(values.astype("int16")).max()) if values.size else 0
-        return None if largest <= SAFE_S8_WEIGHT else f"s8 weights up to {largest} (safe: {SAFE_S8_WEIGHT})"
+        return f"s8 weights up to {largest} (safe: {SAFE_S8_WEIGHT})"
 
     risky: list[tuple[str, str]] = []
-    integer_ops = 0
-    for node in graph.node:
-        label = node.name or node.op_type
-        if node.op_type in _WEIGHT_INPUT and len(node.input) > _WEIGHT_INPUT[node.op_type]:
-            integer_ops += 1
-            why = clamps(node.input[_WEIGHT_INPUT[node.op_type]])
-            if why:
-                risky.append((label, why))
-        elif node.op_type == "DequantizeLinear" and any(user.op_type in _QDQ_CONSUMERS for user in consumers.get(node.output[0], [])):
-            tensor = constants.get(node.input[0])
-            if tensor is not None and tensor.data_type in (TensorProto.INT8, TensorProto.UINT8):
-                integer_ops += 1
-                why = clamps(node.input[0])
-                if why:
-                    risky.append((label, why))
-        elif node.op_type == "MatMulNBits":
-            attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-            if int(attributes.get("accuracy_level", 0)) == 4:
-                integer_ops += 1
-                bits = int(attributes.get("bits", 4))
-                if _U8_MAX * 2 * (2**bits - 1) > _INT16_MAX:
-                    risky.append((label, f"MatMulNBits with {bits}-bit blocks computed in int8 (accuracy_level 4)"))
+    integer_ops = converted_ops = 0
+    for label, weights, converted, why in _integer_products(model):
+        integer_ops += 1
+        reasons = [why] if why else [reason for reason in (clamps(weight, converted) for weight in weights) if reason]
+        if reasons:
+            risky.append((label, reasons[0]))
+        elif converted and precise and any((_largest_s8(constants[w]) or 0) > SAFE_S8_WEIGHT for w in weights if w in constants):
+            converted_ops += 1
     if risky:
         first = "; ".join(f"{name}: {why}" for name, why in risky[:3])
         more = f" (and {len(risky) - 3} more)" if len(risky) > 3 else ""
@@ -148,11 +274,19 @@ def integer_portability(model_path: Path, architecture: str) -> Portability:
         )
     if integer_ops == 0:
         return Portability(architecture, True, "no integer matrix products: nothing can clamp")
+    converted_note = (
+        f"; the full-range s8 weights of {converted_ops} of them are converted to u8 by onnxruntime on CPUs without "
+        f"VNNI (session option {X64_QUANT_PRECISION} = 1 there, optimization level extended everywhere: the manifest's "
+        "runtime.onnxruntime)"
+        if converted_ops
+        else ""
+    )
     return Portability(
         architecture,
         True,
         f"all {integer_ops} integer matrix products are saturation-free (u8 weights, or s8 weights within "
-        f"+-{SAFE_S8_WEIGHT}): the same integers with or without VNNI/AMX",
+        f"+-{SAFE_S8_WEIGHT}{', or converted to u8' if converted_ops else ''}): the same integers with or without "
+        f"VNNI/AMX{converted_note}",
     )
 
 

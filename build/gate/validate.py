@@ -7,6 +7,7 @@ says which one missed by how much.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,8 @@ LOSS_ADVICE = {
         "distill.alpha"
     ),
 }
+# Score differences below this are float rounding (fp32 vs fp32), not worth a word.
+SCORE_NOTE_ABOVE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class GateResult:
     checks: list[GateCheck]
     extra: dict[str, Any] = field(default_factory=dict)
     lost_in: str = "compress"  # the step a failure is attributed to: a key of LOSS_ADVICE
+    output: str | None = None  # the output scored: what the API serves
+    # The candidate's answers the verdict rests on (top-1 labels, vectors): the build checks the
+    # bundled model answers the same through the handler. Not written anywhere.
+    predictions: Any = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -80,13 +87,24 @@ class GateResult:
         if self.passed:
             return f"accuracy gate passed on {self.samples} held-out samples: " + "; ".join(
                 check.explain() for check in self.checks
-            )
+            ) + self._score_note()
         missed = "; ".join(check.explain() for check in self.failures)
         return (
             f"accuracy gate FAILED on {self.samples} held-out samples: {missed}. "
             f"The original model scores {self.metric} {self.reference:.4f}, the compressed one "
             f"{self.candidate:.4f}. Nothing was bundled. Loosen validation.tolerance only if that "
             f"loss is acceptable, or {LOSS_ADVICE[self.lost_in]}."
+        )
+
+    def _score_note(self) -> str:
+        """Labels can all agree while scores move (int8): say by how much when nothing bounds it."""
+        difference = self.extra.get("max_abs_output_diff")
+        bounded = any(check.name == "max score difference" for check in self.checks)
+        if difference is None or bounded or difference <= SCORE_NOTE_ABOVE:
+            return ""
+        return (
+            f"; the shipped model's scores differ from the original's by up to {difference:.3g} "
+            "(validation.max_score_diff bounds that)"
         )
 
     def to_manifest(self) -> dict[str, Any]:
@@ -97,6 +115,7 @@ class GateResult:
             "tolerance": self.tolerance,
             "passed": self.passed,
             "samples": self.samples,
+            "output": self.output,
             "extra": {
                 **self.extra,
                 "checks": [
@@ -116,13 +135,17 @@ def batched(predict: Predictor, inputs: dict[str, np.ndarray], batch_size: int) 
     return np.concatenate(parts, axis=0)
 
 
-def onnx_session(model_path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads and one inter-op thread."""
+def onnx_session(model_path: Path, threads: int = 1, serving: Mapping[str, Any] | None = None) -> Any:
+    """An onnxruntime CPU session opened as the handler opens it (handler/model.py
+    ``session_options``) with ``threads`` intra-op threads and the options ``model_path`` is
+    served with (``serving``, default its ``portability.serving_options``: what the manifest
+    records), so the gate measures the arithmetic that will run."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    from slimserve.build.gate.portability import serving_options
+    from slimserve.handler.model import session_options
+
+    options = session_options(threads, serving if serving is not None else serving_options(model_path))
     return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -137,48 +160,61 @@ def onnx_predictor(model_path: Path, output_name: str | None = None, threads: in
 
 
 def torch_predictor(model: Any, input_names: list[str]) -> Predictor:
-    import torch
+    outputs = torch_outputs(model, input_names)
 
     def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            output = model(*(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names))
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        return output.numpy()
+        return outputs(feeds)[0]
 
     return predict
 
 
-def classification_gate(
-    reference_logits: np.ndarray,
-    candidate_logits: np.ndarray,
-    labels: np.ndarray,
+def torch_outputs(model: Any, input_names: list[str]) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """Every output of a PyTorch module (a tensor, or a tuple/list of them), in order."""
+    import torch
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            output = model(*(torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in input_names))
+        return [tensor.numpy() for tensor in (output if isinstance(output, (tuple, list)) else [output])]
+
+    return run
+
+
+def label_gate(
+    reference_predictions: np.ndarray,
+    candidate_predictions: np.ndarray,
+    expected: np.ndarray,
     tolerance: float,
     min_agreement: float | None = None,
     *,
+    output_difference: float,
+    max_output_difference: float | None = None,
+    output: str | None = None,
     accuracy_lower_bound: float | None = None,
     agreement_lower_bound: float | None = None,
     bounds: BoundSettings = BoundSettings(),
 ) -> GateResult:
-    """Accuracy of both; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point).
+    """Accuracy of both models' predictions (served labels, or class indices) against the
+    held-out labels; the candidate may lose at most ``tolerance`` (a fraction: 0.01 = 1 point).
+    ``output_difference``: the largest absolute difference of the scored outputs (reported, and
+    checked against ``max_output_difference`` when given).
 
     Also reported: exact binomial lower bounds (``bounds.confidence``) on the candidate's
     accuracy and on its top-1 agreement with the original, i.e. what they are worth for samples
     beyond the held-out set; ``accuracy_lower_bound`` / ``agreement_lower_bound`` make them checks."""
-    reference_pred = reference_logits.argmax(axis=-1)
-    candidate_pred = candidate_logits.argmax(axis=-1)
-    samples = int(len(labels))
-    correct = int((candidate_pred == labels).sum())
-    agreeing = int((reference_pred == candidate_pred).sum())
-    reference_accuracy = float((reference_pred == labels).mean())
+    samples = int(len(expected))
+    correct = int(np.sum(candidate_predictions == expected))
+    agreeing = int(np.sum(reference_predictions == candidate_predictions))
+    reference_accuracy = float(np.mean(reference_predictions == expected))
     candidate_accuracy = correct / samples
     agreement = agreeing / samples
-    max_abs = float(np.max(np.abs(reference_logits.astype(np.float64) - candidate_logits)))
     accuracy_bound = binomial_lower_bound(correct, samples, bounds.confidence)
     agreement_bound = binomial_lower_bound(agreeing, samples, bounds.confidence)
     checks = [GateCheck("accuracy loss", reference_accuracy - candidate_accuracy, tolerance, "<=")]
     if min_agreement is not None:
         checks.append(GateCheck("top-1 agreement", agreement, min_agreement, ">="))
+    if max_output_difference is not None:
+        checks.append(GateCheck("max score difference", output_difference, max_output_difference, "<="))
     level = f"{bounds.confidence:.0%}"
     if accuracy_lower_bound is not None:
         checks.append(GateCheck(f"accuracy, {level} lower bound", accuracy_bound, accuracy_lower_bound, ">="))
@@ -193,11 +229,13 @@ def classification_gate(
         checks=checks,
         extra={
             "top1_agreement": agreement,
-            "max_abs_logit_diff": max_abs,
+            "max_abs_output_diff": output_difference,
             "accuracy_lower_bound": accuracy_bound,
             "agreement_lower_bound": agreement_bound,
             "bounds": bounds.describe(),
         },
+        output=output,
+        predictions=candidate_predictions,
     )
 
 

@@ -53,6 +53,8 @@ def record_canary(config: BuildConfig, out: Path, manifest: Manifest) -> Manifes
     manifest, or none the model accepts): the hook then checks health only.
     """
     check = _check_for(config, manifest)
+    if check is None:
+        return manifest
     inputs, _labels = load_dataset(config, config.validation.data, "validation.data")
     if {spec.name for spec in manifest.inputs} - set(inputs):
         return manifest
@@ -70,13 +72,31 @@ def record_canary(config: BuildConfig, out: Path, manifest: Manifest) -> Manifes
     return updated
 
 
-def _check_for(config: BuildConfig, manifest: Manifest) -> CanaryCheck:
+def _check_for(config: BuildConfig, manifest: Manifest) -> CanaryCheck | None:
     validation = config.validation
-    # The first output is the model's own (logits, vector); tasks append theirs after it.
-    output = manifest.outputs[0].name
+    # The output the gate scored; older manifests: the first output, the model's own (logits,
+    # vector), before the ones tasks append.
+    output = (manifest.validation.output if manifest.validation is not None else None) or manifest.outputs[0].name
+    if validation.metric != "cosine":
+        output = _top1_output(manifest, output)
+        if output is None:
+            return None  # nothing numeric to compare: the hook checks health only
     if validation.metric == "cosine":
         return CanaryCheck(output=output, metric="cosine", threshold=validation.min_cosine)
     return CanaryCheck(output=output, metric="top1", threshold=1.0 - validation.tolerance)
+
+
+def _top1_output(manifest: Manifest, scored: str) -> str | None:
+    """The output whose arg-max the canary compares: the scored one when it holds scores (float
+    [batch, classes]), else the model's first such output (a raw model scored on its label
+    tensor also returns the probabilities), else the scored one if it is numeric at all."""
+    specs = {spec.name: spec for spec in manifest.outputs}
+    scores = [spec.name for spec in manifest.outputs if spec.datatype in ("FP16", "FP32", "FP64") and len(spec.shape) == 2]
+    if scored in scores:
+        return scored
+    if scores:
+        return scores[0]
+    return scored if scored in specs and specs[scored].datatype != "BYTES" else None
 
 
 def _row_count(inputs: dict[str, np.ndarray]) -> int:
@@ -85,9 +105,17 @@ def _row_count(inputs: dict[str, np.ndarray]) -> int:
 
 def _request(manifest: Manifest, output: str, inputs: dict[str, np.ndarray], row: int) -> dict[str, Any]:
     """Row ``row`` of the held-out inputs as a batch-1 JSON inference request for ``output``."""
+    return batch_request(manifest, inputs, slice(row, row + 1), [output], f"canary-{row}")
+
+
+def batch_request(
+    manifest: Manifest, inputs: dict[str, np.ndarray], rows: slice, outputs: list[str], request_id: str
+) -> dict[str, Any]:
+    """Rows ``rows`` of the held-out inputs as one JSON inference request asking for ``outputs``
+    (as JSON, not binary tensors)."""
     tensors = []
     for spec in manifest.inputs:
-        value = np.asarray(inputs[spec.name][row : row + 1])
+        value = np.asarray(inputs[spec.name][rows])
         tensors.append(
             {
                 "name": spec.name,
@@ -97,9 +125,9 @@ def _request(manifest: Manifest, output: str, inputs: dict[str, np.ndarray], row
             }
         )
     return {
-        "id": f"canary-{row}",
+        "id": request_id,
         "inputs": tensors,
-        "outputs": [{"name": output, "parameters": {"binary_data": False}}],
+        "outputs": [{"name": output, "parameters": {"binary_data": False}} for output in outputs],
     }
 
 

@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ConfigError
 from slimserve.build.gate.reference import load_dataset
+from slimserve.build.pipeline.onnxfile import ModelInterface, ServedInterface
 from slimserve.build.pipeline.source import resolve_path
 from slimserve.handler.errors import ModelLoadError
 from slimserve.handler.manifest import TensorSpec
@@ -42,18 +43,22 @@ from slimserve.handler.tasks.embedding import (
 TEXT_INPUT = "text"
 
 
-def api_inputs(config: BuildConfig) -> list[TensorSpec]:
-    return [TensorSpec(name=TEXT_INPUT, datatype="BYTES", shape=[-1])]
-
-
-def api_outputs(config: BuildConfig) -> list[TensorSpec]:
-    outputs = config.export.outputs
+def serve(config: BuildConfig, model: ModelInterface) -> ServedInterface:
+    """Texts in (``text``, BYTES ``[-1]``), the model's one vector per text out."""
+    outputs = model.outputs
     if len(outputs) != 1 or outputs[0].datatype != "FP32" or len(outputs[0].shape) != 2:
         raise ConfigError(
-            "task = 'embedding' needs exactly one export output, FP32 of shape [-1, dim] (one vector per "
-            f"text); slimserve.toml declares {[(spec.name, spec.datatype, spec.shape) for spec in outputs]}"
+            "task = 'embedding' needs exactly one model output, FP32 of shape [-1, dim] (one vector per "
+            f"text); the model's are {[(spec.name, spec.datatype, spec.shape) for spec in outputs]}"
         )
-    return [TensorSpec(name=outputs[0].name, datatype="FP32", shape=[-1, outputs[0].shape[1]])]
+    output = TensorSpec(name=outputs[0].name, datatype="FP32", shape=[-1, outputs[0].shape[1]])
+    return ServedInterface(
+        model=model,
+        inputs=[TensorSpec(name=TEXT_INPUT, datatype="BYTES", shape=[-1])],
+        outputs=[output],
+        scored_output=output.name,
+        task_options=dict(config.task_options),
+    )
 
 
 def tokenizer_name(config: BuildConfig) -> str:

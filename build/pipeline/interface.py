@@ -1,12 +1,14 @@
-"""What each task adds to the ONNX graph at build time, in one explicit table keyed by ``task``
-(the build-side counterpart of ``slimserve.handler.tasks.TASKS``):
+"""What each task makes of the model at build time, in one explicit table keyed by ``task`` (the
+build-side counterpart of ``slimserve.handler.tasks.TASKS``):
 
-- ``api_inputs`` / ``api_outputs``: the tensors the API takes and returns (the manifest's
-  ``inputs`` / ``outputs``): the model's own, plus ``label``/``score`` for classification, or
-  texts in and vectors out for embeddings;
+- ``serve``: from the model's own interface (read from the ONNX file, ``onnxfile``) to what the
+  manifest declares: the API's inputs and outputs (the model's, plus ``label``/``score`` for
+  classification, or texts in and vectors out for embeddings), the labels, the task options the
+  handler reads (with what the build detected), and the output the gate scores;
 - ``model_files``: files the handler needs beside the model (the embedding task's tokenizer);
 - ``calibration_inputs``: ``validation.calibration`` as the model's input arrays for static
-  int8 (tokenized texts for embeddings).
+  int8 (tokenized texts for embeddings);
+- ``reserved``: output names the task adds (a model output of that name is renamed).
 """
 
 from __future__ import annotations
@@ -18,35 +20,37 @@ from pathlib import Path
 import numpy as np
 
 from slimserve.build.config import BuildConfig
-from slimserve.build.errors import ConfigError
+from slimserve.build.errors import ConfigError, ModelError
 from slimserve.build.gate.reference import load_dataset
-from slimserve.build.pipeline import embedding
-from slimserve.handler.manifest import TensorSpec
+from slimserve.build.pipeline import classification, embedding
+from slimserve.build.pipeline.onnxfile import ModelInterface, ServedInterface, read_interface
 
 
 @dataclass(frozen=True)
 class TaskInterface:
-    api_inputs: Callable[[BuildConfig], list[TensorSpec]]
-    api_outputs: Callable[[BuildConfig], list[TensorSpec]]
+    serve: Callable[[BuildConfig, ModelInterface], ServedInterface]
     model_files: Callable[[BuildConfig], dict[str, Path]]
     calibration_inputs: Callable[[BuildConfig, list[str]], dict[str, np.ndarray]]
+    reserved: frozenset[str] = frozenset()
 
 
-def model_inputs(config: BuildConfig) -> list[TensorSpec]:
-    return list(config.export.inputs)
-
-
-def model_outputs(config: BuildConfig) -> list[TensorSpec]:
-    return list(config.export.outputs)
-
-
-def classification_outputs(config: BuildConfig) -> list[TensorSpec]:
-    """The model's outputs (logits) plus the top labels and their scores."""
-    return [
-        *model_outputs(config),
-        TensorSpec(name="label", datatype="BYTES", shape=[-1, -1]),
-        TensorSpec(name="score", datatype="FP32", shape=[-1, -1]),
-    ]
+def raw_serve(config: BuildConfig, model: ModelInterface) -> ServedInterface:
+    """The model's tensors as they are; the gate scores ``validation.output`` (needed when the
+    model has more than one output)."""
+    names = model.output_names
+    chosen = config.validation.output
+    if chosen is not None and chosen not in names:
+        raise ModelError(f"validation.output: {chosen!r} is not an output of the model; its outputs are {names}")
+    if chosen is None:
+        if len(names) != 1:
+            raise ModelError(
+                f"the model has {len(names)} outputs {names}: set validation.output to the one the gate scores"
+            )
+        chosen = names[0]
+    return ServedInterface(
+        model=model, inputs=list(model.inputs), outputs=list(model.outputs), scored_output=chosen,
+        task_options=dict(config.task_options),
+    )
 
 
 def no_files(config: BuildConfig) -> dict[str, Path]:
@@ -62,9 +66,11 @@ def dataset_calibration(config: BuildConfig, input_names: list[str]) -> dict[str
 
 # task -> what the build does for it. The one place a task's build-time interface is registered.
 TASKS: dict[str, TaskInterface] = {
-    "raw": TaskInterface(model_inputs, model_outputs, no_files, dataset_calibration),
-    "classification": TaskInterface(model_inputs, classification_outputs, no_files, dataset_calibration),
-    "embedding": TaskInterface(embedding.api_inputs, embedding.api_outputs, embedding.model_files, embedding.calibration_feeds),
+    "raw": TaskInterface(raw_serve, no_files, dataset_calibration),
+    "classification": TaskInterface(
+        classification.serve, no_files, dataset_calibration, frozenset(classification.ADDED_OUTPUTS)
+    ),
+    "embedding": TaskInterface(embedding.serve, embedding.model_files, embedding.calibration_feeds),
 }
 
 
@@ -73,3 +79,8 @@ def interface_for(config: BuildConfig) -> TaskInterface:
         return TASKS[config.task]
     except KeyError:
         raise ConfigError(f"task {config.task!r} has no build interface; choose one of {sorted(TASKS)}") from None
+
+
+def served_interface(config: BuildConfig, model_path: Path) -> ServedInterface:
+    """The task's view of the ONNX file at ``model_path`` (its interface read from the graph)."""
+    return interface_for(config).serve(config, read_interface(model_path))

@@ -92,7 +92,8 @@ def declare(model: LoadedModel) -> Any:
             f"Open Inference Protocol (KServe v2) endpoint for the `{manifest.task}` model `{manifest.name}` "
             f"version `{manifest.version}`.{labels} Errors are `{{\"error\": \"...\"}}` with the request id in "
             "the `x-request-id` header. Classification models take the request parameter `top_k` and add the "
-            "outputs `label` (BYTES [batch, k]) and `score` (FP32 [batch, k], softmax probabilities). Every "
+            "outputs `label` (BYTES [batch, k]) and `score` (FP32 [batch, k], the class probabilities: softmax of "
+            "logits, or the model's own probabilities). `/predict` returns every output of the model. Every "
             "response carries `x-request-id`."
         ),
         responses=_ERRORS,

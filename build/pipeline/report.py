@@ -32,6 +32,14 @@ def write_report(
         "",
         f"**Accuracy gate: {verdict}** on {gate.samples} held-out samples.",
         "",
+    ]
+    if gate.output:
+        lines += [
+            f"Scored output: `{gate.output}`, as the API serves it: before bundling, the handler loaded the model "
+            "and answered every held-out request as the gate scored it.",
+            "",
+        ]
+    lines += [
         "## Gate",
         "",
         "| check | value | threshold | result |",

@@ -6,7 +6,7 @@ shows progress and guarantees that a failed build leaves nothing that looks vali
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +15,47 @@ import numpy as np
 from slimserve.build import paths
 from slimserve.build.compression.stage import compress_and_gate, prepare_source
 from slimserve.build.config import BuildConfig, load_config
-from slimserve.build.errors import ConfigError, GateFailed
+from slimserve.build.errors import ConfigError, GateFailed, ModelError
 from slimserve.build.gate.evaluate import evaluator_for
 from slimserve.build.gate.explanations import (
     BACKGROUND_FILE,
     ExplainPlan,
     ExplanationReport,
+    explained_output,
     global_importance,
     plan,
     unsupported,
 )
-from slimserve.build.gate.portability import gate_machine, integer_portability, verdict_scope
+from slimserve.build.gate.portability import (
+    gate_machine,
+    integer_portability,
+    serving_options,
+    verdict_scope,
+)
 from slimserve.build.gate.reference import Reference
+from slimserve.build.gate.served import manifest_for
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
 from slimserve.build.pipeline.canary import record_canary
 from slimserve.build.pipeline.interface import interface_for
+from slimserve.build.pipeline.onnxfile import (
+    ServedInterface,
+    check_declared,
+    prepare_onnx,
+    read_interface,
+)
 from slimserve.build.pipeline.openapi import render_for as render_openapi
 from slimserve.build.pipeline.progress import Steps
 from slimserve.build.pipeline.report import write_plot, write_report
-from slimserve.build.pipeline.source import load_callable, load_torch_model, resolve_weights
+from slimserve.build.pipeline.servecheck import check_served
+from slimserve.build.pipeline.source import (
+    call_user,
+    load_callable,
+    load_torch_model,
+    resolve_weights,
+)
 from slimserve.handler.app import OPENAPI_FILE
-from slimserve.handler.manifest import MANIFEST_FILE, MANIFEST_SCHEMA, Manifest, Runtime
+from slimserve.handler.manifest import MANIFEST_FILE, Manifest, ModelFile
 from slimserve.handler.model import load_model
 
 MODEL_FILE = "model.onnx"
@@ -66,8 +85,8 @@ def default_out(config: BuildConfig) -> Path:
     return paths.dist_dir(config.root, config.name)
 
 
-def _remove_outputs(out: Path) -> None:
-    for name in OUTPUTS:
+def _remove_outputs(out: Path, names: tuple[str, ...] = OUTPUTS) -> None:
+    for name in names:
         (out / name).unlink(missing_ok=True)
 
 
@@ -87,7 +106,9 @@ def run_build(
     out = (out or default_out(config)).resolve()
     work = out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
-    _remove_outputs(out)
+    # A previous build's report must not outlive it: only a gate failure of this build writes one
+    # (it says FAILED); a build that stops on anything else leaves none.
+    _remove_outputs(out, (*OUTPUTS, REPORT_FILE, PLOT_FILE))
     try:
         return _build(config, out, work, steps, precompile_bytecode)
     except BaseException:
@@ -104,12 +125,14 @@ def _clean_work(work: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_bytecode: bool) -> BuildResult:
+def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, Any, ServedInterface]:
+    """The model as one normalized fp32 ONNX file (work/fp32.onnx), the PyTorch module (or
+    None), and what the task serves of it. Everything declared in slimserve.toml is checked
+    against the model's own interface."""
     source = config.source
     fp32_path = work / REFERENCE_FILE
     torch_model = None
-    input_names = [spec.name for spec in config.export.inputs]
-
+    reserved = interface_for(config).reserved
     if source.module is not None:
         assert source.weights is not None
         weights = resolve_weights(config)  # in the example folder, or "package:<name>/<path>"
@@ -117,21 +140,41 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
             if source.train is None:
                 raise ConfigError(f"weights file {weights} not found and no source.train given")
             with steps.step("train", f"{source.train} (weights file missing)"):
-                load_callable(config, source.train, "source.train")()
+                call_user(load_callable(config, source.train, "source.train"), f"source.train {source.train}")
         with steps.step("export", f"PyTorch -> ONNX opset {config.export.opset}"):
             from slimserve.build.pipeline.export import export_onnx
 
             torch_model = load_torch_model(config)
-            export_onnx(torch_model, config.export, fp32_path)
+            exported = export_onnx(torch_model, config.export, work / "export.onnx")
+            notes, renamed = prepare_onnx(exported, fp32_path, what="the PyTorch export", reserved=reserved)
     else:
         assert source.onnx is not None
         with steps.step("load", f"ONNX model {source.onnx} (export skipped)"):
-            onnx_source = config.path(source.onnx)
-            if not onnx_source.is_file():
-                raise ConfigError(f"source.onnx file not found: {onnx_source}")
-            shutil.copyfile(onnx_source, fp32_path)
+            notes, renamed = prepare_onnx(
+                config.path(source.onnx), fp32_path, what=f"source.onnx {source.onnx}", reserved=reserved
+            )
+    for note in notes:
+        steps.log(note)
+    model = read_interface(fp32_path)
+    if source.onnx is not None and "opset" in config.export.model_fields_set and model.opset != config.export.opset:
+        raise ModelError(f"export.opset: declared {config.export.opset}, the model's is {model.opset}")
+    declared_outputs = config.export.outputs
+    if declared_outputs is not None:
+        declared_outputs = [spec.model_copy(update={"name": renamed.get(spec.name, spec.name)}) for spec in declared_outputs]
+    model = replace(
+        model,
+        inputs=check_declared(config.export.inputs, model.inputs, "export.inputs"),
+        outputs=check_declared(declared_outputs, model.outputs, "export.outputs"),
+    )
+    served = interface_for(config).serve(config, model)
+    for note in served.notes:
+        steps.log(note)
+    return fp32_path, torch_model, served
 
-    reference = Reference(fp32_path, torch_model, input_names)
+
+def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_bytecode: bool) -> BuildResult:
+    fp32_path, torch_model, served = load_source(config, work, steps)
+    reference = Reference(fp32_path, torch_model, served.model.input_names, served)
     source_model, model_changes, model_sections = fp32_path, {}, []
     if config.prune is not None or config.distill is not None:
         what = "prune" if config.prune is not None else "distill"
@@ -150,7 +193,9 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
     outcome.sections[:0] = model_sections
     # The verdict is a measurement on this CPU: record which, and whether it transfers.
     machine = gate_machine()
-    portability = integer_portability(compressed_path, config.runtime.architecture)
+    # The session options the gate ran the model with; the manifest makes the handler use them.
+    serving = serving_options(compressed_path)
+    portability = integer_portability(compressed_path, config.runtime.architecture, serving)
     gate.extra["gate_machine"] = machine
     gate.extra["int8_portability"] = portability.to_dict()
     scope = verdict_scope(portability, machine)
@@ -163,15 +208,16 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
         "runtime.architecture": config.runtime.architecture,
         "validation.metric": config.validation.metric,
         "validation.tolerance": config.validation.tolerance,
+        "runtime.onnxruntime": serving,
     }
     explain_plan, explanations = (None, None)
     if config.explain.enabled and gate.passed:
-        explain_plan, explanations = _explain(config, fp32_path, compressed_path, steps)
+        explain_plan, explanations = _explain(config, served, fp32_path, compressed_path, steps)
         if explanations is not None:
             gate.extra.update(explanations.to_manifest())
             if config.validation.min_explanation_agreement is not None:
                 gate.checks.append(explanations.check(config.validation.min_explanation_agreement))
-    if not gate.passed:
+    if outcome.failure is not None or not gate.passed:
         plot = write_plot(out / PLOT_FILE, name=config.name, gate=gate, sizes=sizes, explanations=explanations)
         write_report(
             out / REPORT_FILE, name=config.name, gate=gate, sizes=sizes, compression=applied,
@@ -182,39 +228,28 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
     model_path = out / MODEL_FILE
     shutil.copyfile(compressed_path, model_path)
-    interface = interface_for(config)
     extra_files: dict[str, Path] = {}
-    for name, path in interface.model_files(config).items():
+    for name, path in interface_for(config).model_files(config).items():
         shutil.copyfile(path, out / name)
         extra_files[name] = out / name
     if explain_plan is not None and explain_plan.background is not None:
         np.save(out / BACKGROUND_FILE, explain_plan.background, allow_pickle=False)
         extra_files[BACKGROUND_FILE] = out / BACKGROUND_FILE
-    manifest = Manifest(
-        schema=MANIFEST_SCHEMA,
-        name=config.name,
-        version=config.version,
-        task=config.task,
-        model={"file": MODEL_FILE, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size},
+    manifest = manifest_for(
+        config,
+        served,
+        model=ModelFile(file=MODEL_FILE, sha256=sha256_file(model_path), bytes=model_path.stat().st_size),
         files={name: sha256_file(path) for name, path in extra_files.items()},
-        inputs=interface.api_inputs(config),
-        outputs=interface.api_outputs(config),
-        labels=config.labels,
-        task_options=config.task_options,
         compression=applied,
         validation=gate.to_manifest(),
         sizes=sizes,
-        runtime=Runtime(
-            python=config.runtime.python,
-            architecture=config.runtime.architecture,
-            memory_mb=config.runtime.memory_mb,
-            timeout_s=config.runtime.timeout_s,
-            limits=config.runtime.limits,
-        ),
+        onnxruntime=serving,
         explain=explain_plan.spec if explain_plan is not None else None,
     )
     manifest_path = out / MANIFEST_FILE
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    with steps.step("serve check", "the handler loads the model and answers the held-out requests"):
+        steps.log(check_served(config, out, manifest, evaluator, gate))
     manifest = record_canary(config, out, manifest)  # held-out requests the deploy replays first
     model_files = {MODEL_FILE: model_path, MANIFEST_FILE: manifest_path, **extra_files}
     # The API contract for this model, rendered by FastAPI here (build time) and served by the
@@ -249,10 +284,12 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
 
 
 def _explain(
-    config: BuildConfig, original: Path, shipped: Path, steps: Steps
+    config: BuildConfig, served: ServedInterface, original: Path, shipped: Path, steps: Steps
 ) -> tuple[ExplainPlan | None, ExplanationReport | None]:
     """What POST .../explain offers, and the report's global importance, original vs shipped."""
-    reason = unsupported(config)
+    model_inputs = served.model.inputs
+    explained = explained_output(config.task, served.scored_output, served.model.outputs)
+    reason = unsupported(config, model_inputs, explained, served.model.outputs)
     if reason is not None:
         if config.validation.min_explanation_agreement is not None:
             raise ConfigError(f"validation.min_explanation_agreement: this model gets no explanations ({reason})")
@@ -260,7 +297,7 @@ def _explain(
         return None, None
     rows = config.explain.importance_samples
     with steps.step("explain", f"global importance on {rows} held-out samples, original vs shipped"):
-        explain_plan = plan(config)
-        report = global_importance(config, explain_plan, original, shipped)
+        explain_plan = plan(config, model_inputs)
+        report = global_importance(config, explain_plan, original, shipped, explained)
         steps.log(f"explanations: rank correlation (Spearman) original vs shipped {report.agreement:.4f}")
     return explain_plan, report

@@ -38,10 +38,28 @@ def load_module(path: Path) -> ModuleType:
         sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: SyntaxError, ImportError, anything it raises at import
+        raise ConfigError(f"importing {path} failed: {_one_line(exc)}") from exc
     finally:
         if added:
             sys.path.remove(folder)
     return module
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def call_user(function: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a function from the user's project; what it raises becomes one ConfigError line
+    naming it (``slimserve --debug`` shows the trace)."""
+    try:
+        return function(*args, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{what} raised {_one_line(exc)}") from exc
 
 
 def load_callable(config: BuildConfig, reference: str, what: str) -> Callable[..., Any]:
@@ -137,7 +155,7 @@ def load_torch_model(config: BuildConfig) -> Any:
     source = config.source
     assert source.module is not None and source.weights is not None
     factory = load_callable(config, f"{source.module}:{source.factory}", "source.factory")
-    model = factory(**source.factory_kwargs)
+    model = call_user(factory, f"source.factory {source.module}:{source.factory}", **source.factory_kwargs)
     state = load_state_dict(resolve_weights(config))
     try:
         model.load_state_dict(state, strict=True)

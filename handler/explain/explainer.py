@@ -36,7 +36,7 @@ from slimserve.handler.explain.shapley import (
     planned_coalitions,
 )
 from slimserve.handler.model import LoadedModel
-from slimserve.handler.tasks.classification import softmax
+from slimserve.handler.tasks.classification import probabilities
 
 ATTRIBUTIONS = "attributions"
 BASE_VALUE = "base_value"
@@ -138,27 +138,35 @@ class Explainer:
         name = self.input.name
         request_target = parameters.get("target")
         if self.model.manifest.task == "classification":
-            logits = self.task.logits_name
+            scores = self.task.scores_name
+            kind = self.task.kind  # what the scores output holds: logits or probabilities
             labels = [str(label) for label in self.task.labels.tolist()]
-            target = _class_target(request_target, labels, int(np.argmax(produced[logits][0])))
-            # The logit by default: near-linear in the input, so sampled estimates converge far
-            # faster than on a saturated probability; "score" explains the served score.
-            explained = parameters.get("output", logits)
-            if explained not in (logits, "score"):
+            target = _class_target(request_target, labels, int(np.argmax(produced[scores][0])))
+            # The model's scores output by default (for logits: near-linear in the input, so
+            # sampled estimates converge far faster than on a saturated probability); "score"
+            # explains the served score, the class probability.
+            explained = parameters.get("output", scores)
+            if explained not in (scores, "score"):
                 raise BadRequest(
-                    f"parameters.output must be '{logits}' (the class's logit, the default) or 'score' (the served "
-                    f"score), got {clip(repr(explained))}"
+                    f"parameters.output must be '{scores}' (the class's {kind[:-1]}, the default) or 'score' (the "
+                    f"served score), got {clip(repr(explained))}"
                 )
-            probability = explained == "score" and self.task.softmax
+            probability = explained == "score"
 
             def score_rows(rows: np.ndarray) -> np.ndarray:
-                out = self.model.run({name: rows}, [logits])[logits]
-                return (softmax(out) if probability else out)[:, target]
+                out = self.model.run({name: rows}, [scores])[scores]
+                return (probabilities(out, kind) if probability else out)[:, target]
 
-            served = softmax(produced[logits]) if probability else produced[logits]
-            what = f"score of class {target} (softmax probability)" if probability else f"logit of class {target} (output '{logits}')"
+            served = probabilities(produced[scores], kind) if probability else produced[scores]
+            what = (
+                f"score of class {target} ({'softmax probability' if kind == 'logits' else 'the model probability'})"
+                if probability
+                else f"{kind[:-1]} of class {target} (output '{scores}')"
+            )
             return score_rows, float(served[0, target]), {"target": target, "label": labels[target], "explained": what}
-        output = self.model.manifest.outputs[0].name
+        # The first floating-point output (the build offers explanations only if there is one):
+        # a converter's string or integer label output has no attribution.
+        output = next(spec.name for spec in self.model.manifest.outputs if spec.datatype in ("FP32", "FP64", "FP16", "BF16"))
         row = np.asarray(produced[output])[0].reshape(-1)
         target = 0 if request_target is None else request_target
         if not _integer(target) or not 0 <= target < row.size:

@@ -137,3 +137,39 @@ def test_the_deploy_table_is_the_stack_options(tmp_path: Path) -> None:
 def test_the_deploy_table_is_validated(tmp_path: Path, deploy: str, line: str) -> None:
     message = _error(tmp_path, MINIMAL_CONFIG + f"[deploy]\n{deploy}\n")
     assert message == f"{tmp_path / 'slimserve.toml'} is invalid:\n{line}"
+
+
+ISSUE_CONFIG = """
+name = "wine"
+task = "classification"
+[source]
+onnx = "model.onnx"
+[validation]
+data = "data.py:heldout"      # returns ({input name: array}, labels)
+metric = "accuracy"
+tolerance = 0.01
+"""
+
+
+def test_an_existing_onnx_classifier_needs_no_export_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ISSUE_CONFIG))
+    assert config.task == "classification" and config.labels is None
+    assert config.export.inputs is None and config.export.outputs is None
+    assert config.options.top_k == 1 and config.options.scores is None
+
+
+@pytest.mark.parametrize(
+    "change,line",
+    [
+        (("[validation]", "[task_options]\ntopk = 3\n[validation]"), "  task_options.topk: unknown key (did you mean 'top_k'?)"),
+        (("[validation]", '[task_options]\nsoftmax = false\n[validation]'), "  task_options.softmax: unknown key (expected one of: output, scores, top_k)"),
+        (("[validation]", "[task_options]\ntop_k = 0\n[validation]"), "  task_options.top_k: Input should be greater than or equal to 1"),
+        (("[validation]", '[task_options]\nscores = "odds"\n[validation]'), "  task_options.scores: Input should be 'logits' or 'probabilities'"),
+        (("tolerance = 0.01", 'tolerance = 0.01\noutput = "probabilities"'), "  validation.output: applies to task = 'raw' only; task = 'classification' scores the output it serves (task_options.output)"),
+        (('task = "classification"', 'task = "raw"\n[task_options]\ntop_k = 2'), "  task_options.top_k: unknown key (this table takes no keys)"),
+        (('onnx = "model.onnx"', 'module = "m.py"\nweights = "w.safetensors"'), "  export: a PyTorch source (source.module) needs export.inputs and export.outputs: the exporter traces the model with them"),
+    ],
+)
+def test_task_options_and_the_scored_output_are_validated(tmp_path: Path, change: tuple[str, str], line: str) -> None:
+    message = _error(tmp_path, ISSUE_CONFIG.replace(*change, 1))
+    assert message == f"{tmp_path / 'slimserve.toml'} is invalid:\n{line}"

@@ -26,7 +26,7 @@ from repo import REPO_ROOT
 # `slimserve` or `.venv/bin/slimserve` where a command starts: line start, a prompt, after a
 # pipe/&&/;/$( or an `or:` in a comment.
 _SLIMSERVE = re.compile(r"(?:^|\$ |[|;&(]\s*|or:\s*)(?:\S*/)?slimserve\s+(?P<rest>[a-z][^\n]*)")
-_SCRIPT = re.compile(r"(?:^|\$ |[|;&(]\s*|\s)(?P<script>scripts/[\w-]+)")
+_SCRIPT = re.compile(r"(?:^|\$ |[|;&(]\s*|\s)(?P<script>scripts/[\w-]+(?:\.py)?)")
 
 
 @cache

@@ -28,6 +28,49 @@ def test_loads_and_pins_threads(model_dir: Path) -> None:
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
 
 
+def test_session_options_follow_the_manifest(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime.onnxruntime: the level and config entries; ``config_without_vnni`` only where the
+    CPU's u8 x s8 kernels can saturate (forced both ways: the test must not depend on the CPU)."""
+    import slimserve.handler.model as handler_model
+
+    assert str(session_options(1).graph_optimization_level).endswith("ORT_ENABLE_BASIC")  # older manifests
+    serving = {"graph_optimization_level": "extended", "config": {"session.a": "x"}, "config_without_vnni": {"session.b": "y"}}
+    for saturates in (True, False):
+        monkeypatch.setattr(handler_model, "int8_kernels_can_saturate", lambda saturates=saturates: saturates)
+        options = session_options(1, serving)
+        assert str(options.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+        assert options.get_session_config_entry("session.a") == "x"
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        if saturates:
+            assert options.get_session_config_entry("session.b") == "y"
+        else:
+            with pytest.raises(RuntimeError):
+                options.get_session_config_entry("session.b")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["runtime"]["onnxruntime"] = {"graph_optimization_level": "all", "config": {}, "config_without_vnni": {}}
+    manifest.pop("validated_sha256")  # edited: validated by the schema again
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_model(model_dir, intra_op_threads=1)
+    assert str(loaded.session.get_session_options().graph_optimization_level).endswith("ORT_ENABLE_ALL")
+    manifest["runtime"]["onnxruntime"]["graph_optimization_level"] = "most"
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="graph_optimization_level"):
+        load_model(model_dir, intra_op_threads=1)
+
+
+def test_int8_kernels_can_saturate_reads_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's CPUID table decides (an emulated Haswell reports no AVX512VNNI there)."""
+    import os
+
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    from slimserve.handler.model import int8_kernels_can_saturate
+
+    for vnni in (True, False):
+        monkeypatch.setitem(features, "AVX512VNNI", vnni)
+        assert int8_kernels_can_saturate() is (os.uname().machine == "x86_64" and not vnni)
+
+
 def test_tampered_model_is_refused(model_dir: Path) -> None:
     data = bytearray((model_dir / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -16,6 +16,9 @@ def test_predict_returns_labels(client, heldout) -> None:
     assert len(first["labels"]) == 2 and first["labels"][0] == first["label"]
     assert first["score"] == first["scores"][0] and 0.5 < first["score"] <= 1.0
     assert "values" not in first
+    # every output of the model comes back too: here its logits, whose arg-max is the label
+    logits = first["outputs"]["logits"]
+    assert len(logits) == 10 and str(max(range(10), key=logits.__getitem__)) == first["label"]
 
 
 @pytest.mark.parametrize(

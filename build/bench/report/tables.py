@@ -90,6 +90,7 @@ def cold_table(example: dict[str, Any]) -> list[str]:
     ]
     labels = {
         "floor": "floor: import onnxruntime + numpy, open session",
+        "floor_default_options": "floor at the handler's default session options (level basic)",
         "slimserve": "**slimserve** `slimserve.handler.main`",
         "pytorch_fastapi": "PyTorch + FastAPI + Mangum (baseline)",
         "onnx_fastapi": "hand-written onnxruntime + FastAPI + Mangum",
@@ -100,7 +101,7 @@ def cold_table(example: dict[str, Any]) -> list[str]:
             f"| {labels.get(name, name)} | {fmt_ms(total)} | {fmt_ms(entry.get('min_total_ms'))} – {fmt_ms(entry.get('max_total_ms'))} | "
             f"{fmt_ms(entry.get('median_interpreter_ms'))} | "
             f"{fmt_ms(entry.get('median_import_init_ms'))} | "
-            f"{'—' if name == 'floor' else fmt_ms(entry.get('median_first_request_ms'))} | "
+            f"{'—' if name.startswith('floor') else fmt_ms(entry.get('median_first_request_ms'))} | "
             f"{fmt_x(None if not floor or total is None else total / floor)} | "
             f"{'n/a' if not torch or total is None else f'{100 * total / torch:.1f} %'} | {entry.get('runs', 0)} |"
         )

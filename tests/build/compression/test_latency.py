@@ -18,3 +18,17 @@ def test_latency_helper(digits_models: dict[str, Path]) -> None:
     timings = compare({"a": digits_models["fp32"], "b": digits_models["outlier"]}, runs=20, rounds=4, free_dims=[8])
     assert set(timings) == {"a", "b"} and timings["a"].runs == 20
     assert "ms median" in str(latency)
+
+
+def test_candidates_are_timed_as_served(tmp_path: Path, digits_models: dict[str, Path]) -> None:
+    """as_served: the handler's session options with the options the build derives from the
+    model (full-range s8 weights: level extended); otherwise onnxruntime's defaults."""
+    from slimserve.build.compression.methods import compress
+    from slimserve.build.config import CompressionConfig
+
+    compress(digits_models["fp32"], tmp_path / "int8.onnx", CompressionConfig(method="dynamic-int8"))
+    served = session_for(tmp_path / "int8.onnx", 1, as_served=True).get_session_options()
+    assert str(served.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+    assert served.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = session_for(tmp_path / "int8.onnx", 1).get_session_options()
+    assert str(default.graph_optimization_level).endswith("ORT_ENABLE_ALL")

@@ -133,7 +133,7 @@ def test_gemm_excluded_by_name_or_op_type_really_stays_fp32(models, evaluators, 
     applied, gate, out = _gate(models, evaluators, calibration, tmp_path, "fp32", method="dynamic-int8", op_types_to_exclude=["Gemm"])
     assert "MatMulInteger" not in _ops(out)
     assert applied["nodes_kept_fp32"] == ["/0/Gemm", "/2/Gemm", "/4/Gemm"]
-    assert gate.extra["max_abs_logit_diff"] < 1e-4
+    assert gate.extra["max_abs_output_diff"] < 1e-4
 
 
 # -- static int8 (QDQ) ----------------------------------------------------------------------
@@ -259,7 +259,10 @@ def test_transformer_fusion_that_fuses_nothing_is_an_error(models, tmp_path: Pat
         ('calibrate_method = "KL"', "", "  compression.calibrate_method: Input should be 'MinMax', 'Entropy' or 'Percentile'"),
         ('op_types_to_exclude = ["MatMul"]\nop_types_to_quantize = ["MatMul", "Gather"]', "", "  compression.op_types_to_exclude: ['MatMul'] also listed in op_types_to_quantize"),
         ('method = "fp16"\n[compression.auto]\nobjective = "size"', "", "  compression.auto: [compression.auto] applies only to method = 'auto' (got 'fp16')"),
-        ('method = "int4"', "", "  compression.method: Input should be 'none', 'dynamic-int8', 'static-int8' or 'fp16' (one method), 'matmul-nbits' (blockwise weight-only int8 / int4), or 'auto' (search them and ship the best that passes the gate)"),
+        ('method = "int4"', "", "  compression.method: Input should be 'none', 'dynamic-int8', 'static-int8' or 'fp16' (one method), 'matmul-nbits' (blockwise weight-only int8 / int4), 'per-token-int8' (BERT-family encoders: activations scaled per token), or 'auto' (search them and ship the best that passes the gate)"),
+        ('method = "per-token-int8"\nweight_type = "uint8"', "", "  compression.weight_type: per-token-int8 quantizes weights to int8 (onnxruntime's MatMulIntegerToFloat s8 kernels); got 'uint8'"),
+        ('method = "per-token-int8"\ntransformer_fusion = "bert"', "", "  compression.transformer_fusion: per-token-int8 rewrites the unfused encoder graph (a fused Attention has no per-token int8 kernel); remove transformer_fusion"),
+        ('method = "per-token-int8"\nop_types_to_quantize = ["MatMul"]', "", "  compression.op_types_to_quantize: per-token-int8 picks its own (MatMul and the vocabulary Gather); use nodes_to_exclude or op_types_to_exclude to keep nodes in fp32"),
         ('transformer_fusion = "llama"', "", "  compression.transformer_fusion: Input should be 'bert', 'bart', 'gpt2', 't5', 'vit' or 'clip'"),
         ("", 'calibration = "data.py:heldout"', "  validation.calibration: must not be the held-out validation.data"),
     ],

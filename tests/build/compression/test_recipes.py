@@ -40,6 +40,20 @@ def test_default_candidates_follow_the_model_and_the_data() -> None:
         assert describe(candidate.config) == candidate.name
 
 
+def test_an_encoder_gets_per_token_int8() -> None:
+    """per-token-int8 joins the search for BERT-family encoders, as an unfused s8 recipe
+    whatever the section says (its own config check would refuse those keys)."""
+    base = CompressionConfig(method="auto", weight_type="uint8", op_types_to_quantize=["MatMul"], transformer_fusion="bert")
+    candidates = default_candidates(base, calibration=False, transformer=True, encoder=True)
+    assert _names(candidates) == [*DYNAMIC, "per-token int8", "fp16"]
+    config = candidates[len(DYNAMIC)].config
+    assert (config.method, config.weight_type, config.transformer_fusion, config.op_types_to_quantize) == ("per-token-int8", "int8", None, None)
+    assert (config.per_channel, config.reduce_range) == (True, False)
+    assert describe(config) == "per-token int8"
+    assert describe(variant(config, reduce_range=True)) == "per-token int8 reduce-range"
+    assert "per-token int8" not in _names(default_candidates(base, calibration=False, transformer=True))
+
+
 def test_a_fused_model_gets_no_fused_variants_again() -> None:
     base = CompressionConfig(method="auto", transformer_fusion="bert")
     assert _names(default_candidates(base, calibration=False, transformer=True)) == [*DYNAMIC, "fp16"]

@@ -44,7 +44,7 @@ def test_stage_auto_passes_and_extends_the_report(digits_models, tmp_path: Path)
 def test_stage_auto_failure_is_a_search_failed_with_the_table(digits_models, tmp_path: Path) -> None:
     outcome, report = _stage(
         digits_models, tmp_path, "outlier",
-        **{"compression.method": "auto", "compression.auto": {**FAST, "candidates": [{"method": "dynamic-int8"}], "max_excluded": 0}},
+        **{"compression.method": "auto", "compression.auto": {**FAST, "candidates": [{"method": "dynamic-int8"}], "max_excluded": 0, "max_size_ratio": 0.5}},
     )
     assert not outcome.gate.passed and isinstance(outcome.failure, SearchFailed)
     assert outcome.path.is_file()  # the closest candidate, for the report's sizes; never bundled

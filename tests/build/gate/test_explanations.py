@@ -38,7 +38,7 @@ def test_background_rows_are_stratified_and_fixed_by_the_seed() -> None:
 
 def test_digits_plan_ships_a_small_background_apart_from_the_explained_rows() -> None:
     config = load_config(DIGITS)
-    made = plan(config)
+    made = plan(config, list(config.export.inputs))
     assert made.background is not None and made.background.shape == (16, 64) and made.background.dtype == np.float32
     assert made.rows is not None and made.rows.shape == (32, 64)
     shared = {row.tobytes() for row in made.background} & {row.tobytes() for row in made.rows}
@@ -69,7 +69,7 @@ def mirrored(source: Path, destination: Path) -> Path:
 def test_a_model_that_is_right_for_other_reasons_ranks_low(digits_build: Path, tmp_path: Path) -> None:
     config = load_config(DIGITS, {"explain.importance_samples": 8})
     original = digits_build / "work" / "fp32.onnx"
-    made = plan(config)
+    made = plan(config, list(config.export.inputs))
     same = global_importance(config, made, original, original)
     assert same.agreement == pytest.approx(1.0) and np.array_equal(same.original, same.shipped)
     other = global_importance(config, made, original, mirrored(original, tmp_path / "mirrored.onnx"))

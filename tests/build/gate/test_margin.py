@@ -13,7 +13,7 @@ from slimserve.build.gate.margin import (
     binomial_upper_bound,
     bootstrap_quantile_lower_bound,
 )
-from slimserve.build.gate.validate import classification_gate, cosine_gate
+from slimserve.build.gate.validate import cosine_gate, label_gate
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -75,9 +75,13 @@ def test_accuracy_gate_reports_binomial_bounds_and_can_require_them() -> None:
     logits = rng.normal(size=(100, 10)).astype(np.float32)
     labels = logits.argmax(axis=1)
     labels[:5] = (labels[:5] + 1) % 10  # 95 % accuracy
-    gate = classification_gate(logits, logits.copy(), labels, tolerance=0.0)
+    predictions = logits.argmax(axis=1)
+    gate = label_gate(predictions, predictions.copy(), labels, tolerance=0.0, output_difference=0.0)
     assert gate.passed and gate.extra["top1_agreement"] == 1.0
     assert gate.extra["agreement_lower_bound"] == pytest.approx(0.05 ** (1 / 100))
     assert gate.extra["accuracy_lower_bound"] == pytest.approx(binomial_lower_bound(95, 100))
-    strict = classification_gate(logits, logits.copy(), labels, tolerance=0.0, agreement_lower_bound=0.99, accuracy_lower_bound=0.9)
+    strict = label_gate(
+        predictions, predictions.copy(), labels, tolerance=0.0, output_difference=0.0,
+        agreement_lower_bound=0.99, accuracy_lower_bound=0.9,
+    )
     assert [check.name for check in strict.failures] == ["accuracy, 95% lower bound", "top-1 agreement, 95% lower bound"]

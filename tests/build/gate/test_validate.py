@@ -42,3 +42,19 @@ def test_cosine_gate_failure_says_which_check_missed_and_what_to_do() -> None:
     assert "validation.min_cosine / validation.mean_cosine" in text and "nodes_to_exclude" in text
     with pytest.raises(ValueError, match="reference shape"):
         cosine_gate(reference, damaged[:5], min_cosine=0.9, mean_cosine=0.9)
+
+
+def test_label_gate_says_how_far_scores_moved_and_can_bound_it() -> None:
+    from slimserve.build.gate.validate import label_gate
+
+    labels = np.array(["a", "b", "a", "b"], dtype=object)
+    unbounded = label_gate(labels, labels, labels, 0.01, output_difference=0.056, output="probabilities")
+    assert unbounded.passed and unbounded.output == "probabilities"
+    assert unbounded.explain().endswith(
+        "; the shipped model's scores differ from the original's by up to 0.056 (validation.max_score_diff bounds that)"
+    )
+    assert "differ" not in label_gate(labels, labels, labels, 0.01, output_difference=1e-6).explain()
+    bounded = label_gate(labels, labels, labels, 0.01, output_difference=0.056, max_output_difference=0.01)
+    assert not bounded.passed
+    assert [check.explain() for check in bounded.failures] == ["max score difference = 0.056 (must be <= 0.01): MISSED by 0.046"]
+    assert bounded.to_manifest()["output"] is None

@@ -12,6 +12,7 @@ from slimserve.build.config import load_config
 from slimserve.build.errors import ConfigError
 from slimserve.build.pipeline import embedding
 from slimserve.build.pipeline.interface import TASKS, interface_for
+from slimserve.build.pipeline.onnxfile import ModelInterface
 from slimserve.handler.manifest import Task, TensorSpec
 from slimserve.handler.tasks import TASKS as HANDLER_TASKS
 
@@ -28,14 +29,27 @@ def test_every_task_the_handler_serves_has_a_build_interface() -> None:
     assert TASKS["embedding"].model_files is embedding.model_files
 
 
+def _digits_model() -> ModelInterface:
+    return ModelInterface(
+        inputs=[TensorSpec(name="pixels", datatype="FP32", shape=[-1, 64])],
+        outputs=[TensorSpec(name="logits", datatype="FP32", shape=[-1, 10])],
+        class_labels=None,
+        probability_outputs=frozenset(),
+    )
+
+
 @pytest.mark.parametrize("task", ["raw", "classification"])
 def test_tensor_tasks_expose_the_model_and_ship_no_files(task: str) -> None:
     config = load_config(EXAMPLES_DIR / "digits").model_copy(update={"task": task})
     interface = interface_for(config)
-    assert interface.api_inputs(config) == list(config.export.inputs)
+    model = _digits_model()
+    served = interface.serve(config, model)
+    assert served.inputs == model.inputs
     extras = LABEL_AND_SCORE if task == "classification" else []
-    assert interface.api_outputs(config) == [*config.export.outputs, *extras]
+    assert served.outputs == [*model.outputs, *extras]
+    assert served.scored_output == "logits"
     assert interface.model_files(config) == {}
+    assert interface.reserved == ({"label", "score"} if task == "classification" else set())
 
 
 def test_tensor_calibration_is_the_dataset_and_is_required() -> None:
@@ -49,7 +63,7 @@ def test_tensor_calibration_is_the_dataset_and_is_required() -> None:
 
 def test_embedding_calibration_is_tokenized_texts() -> None:
     config = load_config(EXAMPLES_DIR / "minilm")
-    names = [spec.name for spec in config.export.inputs]
+    names = [spec.name for spec in config.export.inputs or []]
     feeds = interface_for(config).calibration_inputs(config, names)
     assert list(feeds) == names
     texts = embedding.load_texts(config, config.validation.calibration, "validation.calibration")

@@ -16,7 +16,7 @@ from shap.utils._legacy import DenseData
 from slimserve.build.gate.validate import onnx_session
 from slimserve.handler.explain.games import patch_groups, tensor_game
 from slimserve.handler.explain.shapley import kernel_shap, leave_one_out, shapley_sampling
-from slimserve.handler.tasks.classification import softmax
+from slimserve.handler.tasks.classification import probabilities
 
 from toymodels import tabular_classifier
 
@@ -27,7 +27,7 @@ def class_scorer(path: Path, input_name: str, target: int, probability: bool = F
 
     def score(rows: np.ndarray) -> np.ndarray:
         logits = session.run(None, {input_name: np.asarray(rows, dtype=np.float32)})[0]
-        return (softmax(logits) if probability else logits)[:, target]
+        return (probabilities(logits, "logits") if probability else logits)[:, target]
 
     return score
 
