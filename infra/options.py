@@ -328,7 +328,7 @@ def resolve_settings(manifest: Manifest, options: StackOptions) -> StackSettings
         )
     memory_mb = options.memory_mb if options.memory_mb is not None else manifest.runtime.memory_mb
     if not 128 <= memory_mb <= 10240:
-        raise OptionsError(f"memory must be between 128 and 10240 MB (got {memory_mb})")
+        raise OptionsError(f"memory must be between 128 and 10240 MiB (got {memory_mb})")
 
     max_body_bytes = manifest.runtime.limits.max_body_bytes
     if max_body_bytes > MAX_BODY_BYTES:

@@ -71,8 +71,8 @@ def ephemeral_storage_mb(package: PackageType, model_bytes: int) -> int:
     needed = math.ceil(model_bytes / (1024 * 1024)) + EPHEMERAL_HEADROOM_MB
     if needed > MAX_EPHEMERAL_MB:
         raise OptionsError(
-            f"package=s3 downloads the model to /tmp, which holds at most {MAX_EPHEMERAL_MB} MB; "
-            f"this model needs {needed} MB"
+            f"package=s3 downloads the model to /tmp, which holds at most {MAX_EPHEMERAL_MB} MiB; "
+            f"this model needs {needed} MiB"
         )
     return max(DEFAULT_EPHEMERAL_MB, needed)
 
@@ -87,8 +87,8 @@ def snapstart_applies(options: StackOptions, python: str, ephemeral_mb: int) -> 
         )
     if ephemeral_mb > DEFAULT_EPHEMERAL_MB:
         reasons_not.append(
-            f"SnapStart supports at most {DEFAULT_EPHEMERAL_MB} MB of /tmp "
-            f"(package=s3 needs {ephemeral_mb} MB for this model)"
+            f"SnapStart supports at most {DEFAULT_EPHEMERAL_MB} MiB of /tmp "
+            f"(package=s3 needs {ephemeral_mb} MiB for this model)"
         )
     if options.snapstart is None:
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,43 +20,60 @@ DIGITS = REPO_ROOT / "examples" / "digits"
 MINILM = REPO_ROOT / "examples" / "minilm"
 
 
-@pytest.fixture(scope="session")
-def digits_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist folder of a full `slimserve build examples/digits` (model, manifest, lambda.zip)."""
-    from slimserve.build.pipeline.progress import Steps
-    from slimserve.build.pipeline.run import run_build
+# What a clone of the repository does not hold in an example folder (see .gitignore).
+NOT_IN_A_CLONE = shutil.ignore_patterns("dist", "__pycache__", "weights.safetensors", ".trained")
 
-    # Under xdist every worker has its own basetemp inside the session's; share the parent.
+
+def session_build(tmp_path_factory: pytest.TempPathFactory, example: str) -> Path:
+    """The dist folder of ``slimserve build examples/<example>``, run as the README shows it,
+    in a fresh copy of the example (as a clone has it: no weights, no dist), once per test
+    session; xdist workers share it through a file lock. The command's console output is kept
+    beside the build, ``<dist>.log``: tests/docs/ compares it with what the docs show."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    out = shared / "digits-build"
-    with FileLock(str(shared / "digits-build.lock")):
-        if not (out / "lambda.zip").is_file():
-            shutil.rmtree(out, ignore_errors=True)
-            run_build(DIGITS, out=out, steps=Steps())
-    return out
+    clone = shared / "clone"
+    source = REPO_ROOT / "examples" / example
+    with FileLock(str(shared / f"{example}-build.lock")):
+        copy = clone / "examples" / example
+        built = sorted((copy / "dist").glob("*/lambda.zip"))
+        if built:
+            return built[0].parent
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy, ignore=NOT_IN_A_CLONE)
+        env = {**os.environ, "COLUMNS": "1000", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        slimserve = Path(sys.executable).parent / "slimserve"
+        run = subprocess.run(
+            [str(slimserve), "build", f"examples/{example}"], cwd=clone, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        built = sorted((copy / "dist").glob("*/lambda.zip"))
+        if run.returncode != 0 or not built:
+            pytest.fail(f"slimserve build examples/{example} exited {run.returncode}:\n{run.stdout[-6000:]}")
+        dist = built[0].parent
+        dist.with_name(f"{dist.name}.log").write_text(run.stdout, encoding="utf-8")
+        # Later builds from the checkout itself reuse what this one trained (as they did when
+        # this fixture built in place), written atomically: xdist workers may read it meanwhile.
+        for trained in copy.glob("weights.safetensors"):
+            if not (source / trained.name).exists():
+                partial = source / f".{trained.name}.{os.getpid()}"
+                shutil.copyfile(trained, partial)
+                os.replace(partial, source / trained.name)
+        return dist
+
+
+@pytest.fixture(scope="session")
+def digits_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist folder of a full `slimserve build examples/digits` (model, manifest, lambda.zip;
+    work/ keeps fp32.onnx): see session_build."""
+    return session_build(tmp_path_factory, "digits")
 
 
 @pytest.fixture(scope="session")
 def minilm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dist folder of a full `slimserve build examples/minilm` (int8 MiniLM, tokenizer.json,
-    manifest, lambda.zip; work/ keeps fp32.onnx). 1-2.5 minutes on 2 cores: built once per
-    session, shared by xdist workers through a file lock (the MiniLM tests also share an
-    xdist_group); .pyc precompilation is skipped (the digits build covers it)."""
-    from slimserve.build.pipeline.progress import Steps
-    from slimserve.build.pipeline.run import run_build
-
-    # Nothing in the build may reach the Hugging Face hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    out = shared / "minilm-build"
-    with FileLock(str(shared / "minilm-build.lock")):
-        if not (out / "lambda.zip").is_file():
-            shutil.rmtree(out, ignore_errors=True)
-            run_build(MINILM, out=out, steps=Steps(), precompile_bytecode=False)
-    return out
+    manifest, lambda.zip; work/ keeps fp32.onnx): see session_build. About 1.5 minutes on 2
+    cores; the MiniLM tests share an xdist_group so that one worker waits for it."""
+    return session_build(tmp_path_factory, "minilm")
 
 
 @pytest.fixture(scope="session")

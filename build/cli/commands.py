@@ -34,6 +34,9 @@ def build(
     tolerance: Annotated[Optional[float], typer.Option(help="Override validation.tolerance")] = None,
     method: Annotated[Optional[str], typer.Option(help="Override compression.method")] = None,
     no_precompile: Annotated[bool, typer.Option("--no-precompile", help="Ship sources without target .pyc")] = False,
+    keep_work: Annotated[
+        bool, typer.Option("--keep-work", help="Keep the intermediate models in <out>/work/ (default: only the fp32 export stays)")
+    ] = False,
     sign_key: Annotated[
         Optional[Path],
         typer.Option(
@@ -54,7 +57,7 @@ def build(
         overrides["validation.tolerance"] = tolerance
     if method is not None:
         overrides["compression.method"] = method
-    result = run_build(folder, out=out_dir, overrides=overrides, precompile_bytecode=not no_precompile)
+    result = run_build(folder, out=out_dir, overrides=overrides, precompile_bytecode=not no_precompile, keep_work=keep_work)
     err.print(f"[green]built[/green] {result.out} ({escape(result.gate.explain())})", highlight=False, soft_wrap=True)
     style = "yellow" if result.verdict_holds_only_here else "dim"
     err.print(f"[{style}]{escape(result.verdict_scope)}[/{style}]", highlight=False, soft_wrap=True)

@@ -63,6 +63,7 @@ from slimserve.build.errors import SearchFailed
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateCheck
 from slimserve.build.pipeline.interface import interface_for
+from slimserve.build.units import format_bytes
 
 MAX_FAMILY_BASES = 2
 FP32_CANDIDATE = "fp32 (no compression)"
@@ -104,7 +105,7 @@ def run_search(
     baseline.gate = evaluator.gate(source_model)
     baseline.latency = measure(source_model, trials.feed, threads=trials.threads, runs=auto.runs, warmup=auto.warmup)
     trials.fp32_ms = baseline.latency.value(trials.clock)
-    log(f"fp32 reference: {trials.fp32_bytes / 1024:.1f} KB, {baseline.latency}")
+    log(f"fp32 reference: {format_bytes(trials.fp32_bytes)}, {baseline.latency}")
 
     if auto.candidates is not None:
         candidates = user_candidates(base)

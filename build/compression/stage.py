@@ -27,6 +27,7 @@ from slimserve.build.errors import CompressionError, SearchFailed, SlimserveBuil
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.validate import GateResult
 from slimserve.build.pipeline.export import export_onnx
+from slimserve.build.units import format_bytes
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ def prepare_source(
         path = export_onnx(pruned, config.export, work / "pruned.onnx")
         effect = prune.lambda_effect(reference.fp32_path, path, threads=threads, free_dims=config.compression.auto.latency_shape)
         log(
-            f"pruned model: {effect['after']['zipped_bytes'] / 1024:.1f} KB zipped "
+            f"pruned model: {format_bytes(effect['after']['zipped_bytes'])} zipped "
             f"({effect['zipped_ratio']:.0%} of the original), latency x{effect['latency_ratio']:.2f}"
         )
         return path, {"prune": {**report, "lambda": effect}}, [prune.markdown(report, effect)]
@@ -95,10 +96,11 @@ def compress_and_gate(
     compression = config.compression
     compressed = work / "compressed.onnx"
     if compression.method == "auto":
-        with steps.step("search", f"auto compression, objective {compression.auto.objective}, budget {compression.auto.time_budget_s:.0f} s"):
+        with steps.step("search", f"auto compression, objective {compression.auto.objective}, budget {compression.auto.time_budget_s:.0f} s") as step:
             try:
                 result = run_search(config, reference, evaluator, source_model, work, log=steps.log)
             except SearchFailed as failed:
+                step.fail("no candidate passed the gate")
                 closest = failed.result.closest()
                 shutil.copyfile(closest.path if closest is not None and closest.path else source_model, compressed)
                 return StageOutcome(
@@ -128,8 +130,11 @@ def compress_and_gate(
     if compression.method != "none" and ratio > 1:
         steps.log(f"note: {compression.method} made the model larger than fp32 ({ratio:.1%} of its size)")
         applied["larger_than_fp32"] = round(ratio, 4)
-    with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})"):
+    with steps.step("validate", f"accuracy gate on held-out data ({config.validation.data})") as step:
         gate = evaluator.gate(compressed)
+        if not gate.passed:
+            gate.lost_in = _step_that_lost_accuracy(config, evaluator, source_model, reference)
+            step.fail(f"gate FAILED, accuracy lost in {gate.lost_in}")
         steps.log(gate.explain())
     sections: list[str] = []
     wanted = compression.sensitivity == "always" or (compression.sensitivity == "on-failure" and not gate.passed)
@@ -144,6 +149,16 @@ def compress_and_gate(
                 steps.log("most sensitive: " + ", ".join(row.node for row in top) + " (see report.md; compression.nodes_to_exclude keeps them fp32)")
             sections.append(report.markdown())
     return StageOutcome(compressed, applied, gate, None, sections)
+
+
+def _step_that_lost_accuracy(config: BuildConfig, evaluator: Any, source_model: Path, reference: Reference) -> str:
+    """Which step a failed gate's advice should name: when [prune] or [distill] made the model
+    that was compressed and that model fails the gate on its own, the loss happened there."""
+    if source_model == reference.fp32_path or (config.prune is None and config.distill is None):
+        return "compress"
+    if evaluator.gate(source_model).passed:
+        return "compress"
+    return "prune" if config.prune is not None else "distill"
 
 
 def _typed(step: Callable[[], T], what: str) -> T:

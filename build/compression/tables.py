@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from slimserve.build.units import format_bytes
+
 
 def _fmt(value: Any, spec: str) -> str:
     return "" if value is None else format(value, spec)
@@ -23,9 +25,7 @@ def markdown_table(rows: list[dict[str, Any]], *, short: bool = False) -> list[s
         if short and len(reasons) > 1:
             reasons = [f"{reasons[0]} (+{len(reasons) - 1} more)"]
         result = row["status"] + (f": {'; '.join(reasons)}" if reasons else "")
-        size = "" if row["bytes"] is None else (
-            f"{row['bytes'] / 1048576:.2f} MB" if row["bytes"] >= 1048576 else f"{row['bytes'] / 1024:.1f} KB"
-        )
+        size = "" if row["bytes"] is None else format_bytes(row["bytes"], 2)
         cells = [
             str(row["index"]),
             f"**{row['candidate']}**" if row["status"] == "chosen" else row["candidate"],

@@ -363,7 +363,7 @@ class RuntimeConfig(_Section):
 
     python: str = Field("3.12", description=f"the Lambda Python runtime: one of {', '.join(SUPPORTED_PYTHONS)}")
     architecture: Architecture = Field("x86_64", description="x86_64 or arm64")
-    memory_mb: int = Field(1024, ge=128, le=10240, description="the function's memory (Lambda gives 1 vCPU per 1,769 MB)")
+    memory_mb: int = Field(1024, ge=128, le=10240, description="the function's memory (Lambda gives 1 vCPU per 1,769 MiB of memory)")
     timeout_s: int = Field(20, ge=1, le=28, description="the function's timeout (API Gateway ends requests after 29 s)")
     limits: Limits = Field(default_factory=Limits, description="request limits the handler enforces")
     extra_requirements: list[str] = Field(default_factory=list, description="more pip requirements installed into lambda.zip")

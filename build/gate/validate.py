@@ -25,6 +25,21 @@ Predictor = Callable[[dict[str, np.ndarray]], np.ndarray]
 # The low quantile of per-text cosine whose bootstrap lower bound is reported (margin.py says
 # why not the minimum): the 1st percentile, i.e. the score 99 % of texts like these exceed.
 DEFAULT_COSINE_QUANTILE = 0.01
+# What a failed gate advises, by the step that lost the accuracy (GateResult.lost_in; the
+# compression stage sets "prune" or "distill" when the model it compressed already failed).
+LOSS_ADVICE = {
+    "compress": 'choose a gentler compression (per_channel = true, nodes_to_exclude, fp16, or method = "none")',
+    "prune": (
+        "the pruned model already misses the gate before compression, so pruning lost it: prune less "
+        "(a lower prune.sparsity), exclude sensitive layers (prune.exclude) or fine-tune after pruning "
+        "(prune.finetune)"
+    ),
+    "distill": (
+        "the distilled student already misses the gate before compression, so distillation lost it: train "
+        "it longer (distill.epochs), give it more capacity (distill.student) or tune distill.temperature / "
+        "distill.alpha"
+    ),
+}
 # Score differences below this are float rounding (fp32 vs fp32), not worth a word.
 SCORE_NOTE_ABOVE = 1e-3
 
@@ -54,6 +69,7 @@ class GateResult:
     samples: int
     checks: list[GateCheck]
     extra: dict[str, Any] = field(default_factory=dict)
+    lost_in: str = "compress"  # the step a failure is attributed to: a key of LOSS_ADVICE
     output: str | None = None  # the output scored: what the API serves
     # The candidate's answers the verdict rests on (top-1 labels, vectors): the build checks the
     # bundled model answers the same through the handler. Not written anywhere.
@@ -77,8 +93,7 @@ class GateResult:
             f"accuracy gate FAILED on {self.samples} held-out samples: {missed}. "
             f"The original model scores {self.metric} {self.reference:.4f}, the compressed one "
             f"{self.candidate:.4f}. Nothing was bundled. Loosen validation.tolerance only if that "
-            "loss is acceptable, or choose a gentler compression (per_channel = true, "
-            "nodes_to_exclude, fp16, or method = \"none\")."
+            f"loss is acceptable, or {LOSS_ADVICE[self.lost_in]}."
         )
 
     def _score_note(self) -> str:
@@ -267,8 +282,7 @@ class CosineGateResult(GateResult):
             f"cosine gate FAILED on {self.samples} held-out texts: {missed}. Cosine similarity between the "
             f"original model's and the compressed model's vectors: {runs}. Nothing was bundled. Lower "
             "validation.min_cosine / validation.mean_cosine only if vectors that far from the original are "
-            "acceptable for your search or clustering, or choose a gentler compression (per_channel = true, "
-            "nodes_to_exclude for the layers that lose most, fp16, or method = \"none\")."
+            f"acceptable for your search or clustering, or {LOSS_ADVICE[self.lost_in]}."
         )
 
 

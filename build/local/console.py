@@ -13,6 +13,7 @@ from rich.text import Text
 from slimserve.build.local.apigw.config import GatewayConfig
 from slimserve.build.local.python import PythonInterpreter
 from slimserve.build.local.runtime_api import MAX_REQUEST_PAYLOAD_BYTES
+from slimserve.build.units import mib
 
 
 def stderr_console() -> Console:
@@ -74,10 +75,10 @@ def gateway_banner(config: GatewayConfig, url: str) -> Panel:
     if config.binary_media_types:
         lines.append(f"binary media types: {', '.join(config.binary_media_types)}\n")
     lines.append(
-        f"limits: body {config.max_body_bytes // (1024 * 1024)} MB, Lambda payload "
-        f"{MAX_REQUEST_PAYLOAD_BYTES // (1024 * 1024)} MB, API Gateway answers after "
+        f"limits: body {mib(config.max_body_bytes)}, Lambda payload "
+        f"{mib(MAX_REQUEST_PAYLOAD_BYTES)}, API Gateway answers after "
         f"{config.integration_timeout_s:g} s; function timeout {config.function_timeout_s:g} s, "
-        f"{config.memory_mb} MB\n"
+        f"memory {config.memory_mb} MiB\n"
     )
     if config.environment:
         lines.append(f"environment: {', '.join(sorted(config.environment))}\n")

@@ -42,6 +42,7 @@ from slimserve.build.local.taskroot import (
     unpack_zip,
     warn_about_permissions,
 )
+from slimserve.build.units import format_bytes
 from slimserve.handler.manifest import Manifest
 
 
@@ -90,7 +91,7 @@ def _emulation_task_root(
     task_root = work_dir / "task"
     task_root.mkdir(parents=True)
     files, size = unpack_zip(zip_path, task_root)
-    console.print(f"unpacked {zip_path} ({files} files, {size / 1e6:.1f} MB) into {task_root}")
+    console.print(f"unpacked {zip_path} ({files} files, {format_bytes(size)}) into {task_root}")
     requirements = strip_bundled_packages(task_root, manifest.runtime.handler)
     # soft_wrap=False: a panel must wrap its text, or it is cut at the border.
     console.print(emulation_panel(reason, interpreter, len(requirements)), soft_wrap=False)
@@ -205,7 +206,7 @@ def started_function(
         )
         console.print(
             f"starting {' '.join(prepared.spec.command())} (cwd = task root, "
-            f"{config.memory_mb} MB, timeout {config.function_timeout_s:g} s)"
+            f"{config.memory_mb} MiB, timeout {config.function_timeout_s:g} s)"
         )
         log = console_log(console)
         pool = FunctionPool(prepared.spec, concurrency=options.concurrency, log=log)

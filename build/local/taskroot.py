@@ -27,6 +27,7 @@ from filelock import FileLock
 from rich.console import Console
 
 from slimserve.build.local.python import bundled_distributions
+from slimserve.build.units import format_bytes
 
 _RUNS_DIR = "local-runs"
 _ROOTS_DIR = "task-roots"
@@ -193,7 +194,7 @@ def shared_task_root(cache_dir: Path, zip_path: Path, work_dir: Path, console: C
         finally:
             if staging.exists():
                 remove_tree(staging)
-    console.print(f"unpacked {zip_path} ({files} files, {size / 1e6:.1f} MB) into {root}")
+    console.print(f"unpacked {zip_path} ({files} files, {format_bytes(size)}) into {root}")
     return root
 
 

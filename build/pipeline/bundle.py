@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 
 from slimserve.build.errors import BundleError
 from slimserve.build.paths import HANDLER_IMPORT, HANDLER_PACKAGE, cache_dir
+from slimserve.build.units import format_bytes, mib
 
 # Lambda's documented limits for zip deployments.
 ZIP_DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
@@ -114,12 +115,12 @@ class BundleReport:
         return self.unzipped_bytes <= UNZIPPED_LIMIT
 
     def summary(self) -> str:
-        mb = 1024 * 1024
         direct = "ok" if self.fits_direct_upload else "OVER: deploy uploads it through S3"
         unzipped = "ok" if self.fits_unzipped else "OVER: use the container-image option"
         return (
-            f"lambda.zip: {self.zipped_bytes / mb:.1f} MB zipped (limit 50 MB for direct upload: {direct}), "
-            f"{self.unzipped_bytes / mb:.1f} MB unzipped (limit 250 MB: {unzipped}), {self.files} files, "
+            f"lambda.zip: {format_bytes(self.zipped_bytes)} zipped (limit {mib(ZIP_DIRECT_UPLOAD_LIMIT)} for direct "
+            f"upload: {direct}), {format_bytes(self.unzipped_bytes)} unzipped (limit {mib(UNZIPPED_LIMIT)}: {unzipped}), "
+            f"{self.files} files, "
             f"Python {self.python} {self.architecture}, .pyc {'precompiled' if self.precompiled else 'not precompiled'}"
         )
 

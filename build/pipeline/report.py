@@ -8,10 +8,8 @@ from typing import Any
 from slimserve.build.figures import pyplot, save_figure
 from slimserve.build.gate.explanations import ExplanationReport
 from slimserve.build.gate.validate import GateResult
-
-
-def _mb(value: int) -> str:
-    return f"{value / (1024 * 1024):.2f} MB" if value >= 1024 * 1024 else f"{value / 1024:.1f} KB"
+from slimserve.build.pipeline.bundle import UNZIPPED_LIMIT, ZIP_DIRECT_UPLOAD_LIMIT
+from slimserve.build.units import KIB, format_bytes, mib
 
 
 def write_report(
@@ -66,13 +64,13 @@ def write_report(
             lines += ["", f"Gate host: {machine['cpu']} ({machine['machine']}); int8-relevant instruction sets: {flags}."]
     lines += ["", "## Sizes", "", "| artefact | size |", "|---|---|"]
     for key, value in sizes.items():
-        lines.append(f"| {key} | {_mb(value)} |")
+        lines.append(f"| {key} | {format_bytes(value, 2)} |")
     if sizes.get("reference_bytes") and sizes.get("model_bytes"):
         lines.append(f"| shipped / fp32 | {sizes['model_bytes'] / sizes['reference_bytes']:.1%} |")
     if bundle:
         lines += [
-            f"| lambda.zip zipped | {_mb(int(bundle['zipped_bytes']))} (limit 50 MB direct upload) |",
-            f"| lambda.zip unzipped | {_mb(int(bundle['unzipped_bytes']))} (limit 250 MB) |",
+            f"| lambda.zip zipped | {format_bytes(int(bundle['zipped_bytes']), 2)} (limit {mib(ZIP_DIRECT_UPLOAD_LIMIT)} direct upload) |",
+            f"| lambda.zip unzipped | {format_bytes(int(bundle['unzipped_bytes']), 2)} (limit {mib(UNZIPPED_LIMIT)}) |",
         ]
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in {**{f"compression.{k}": v for k, v in compression.items()}, **settings}.items():
@@ -113,10 +111,10 @@ def write_plot(
     if explanations is not None:
         explanations.draw(axes[2], axes[3])
     labels = ["fp32 ONNX", "shipped"]
-    values = [sizes["reference_bytes"] / 1024, sizes["model_bytes"] / 1024]
+    values = [sizes["reference_bytes"] / KIB, sizes["model_bytes"] / KIB]
     bars = size_axis.bar(labels, values, color=["#999999", "#2a7ab0"])
-    size_axis.bar_label(bars, fmt="%.0f KB")
-    size_axis.set_ylabel("model size (KB)")
+    size_axis.bar_label(bars, fmt="%.0f KiB")
+    size_axis.set_ylabel("model size (KiB)")
     size_axis.set_title("size")
     metric_values = [gate.reference, gate.candidate]
     bars = metric_axis.bar(["original", "shipped"], metric_values, color=["#999999", "#2a7ab0" if gate.passed else "#c0392b"])

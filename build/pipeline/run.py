@@ -63,10 +63,11 @@ ZIP_FILE = "lambda.zip"
 REPORT_FILE = "report.md"
 PLOT_FILE = "report.png"
 WORK_DIR = "work"
-REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for benchmarks
+REFERENCE_FILE = "fp32.onnx"  # in WORK_DIR: the uncompressed export, kept for slimserve bench
 # What a successful build leaves; all of it is removed first and on failure.
-# A signature belongs to one build: a rebuild removes it (slimserve build --sign-key signs again).
-OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE, BACKGROUND_FILE, paths.SIGNATURE_FILE)
+# A signature belongs to one build: a rebuild removes it (slimserve build --sign-key signs again),
+# and so does synth's Dockerfile for package=image (written for the previous zip).
+OUTPUTS = (MODEL_FILE, MANIFEST_FILE, ZIP_FILE, OPENAPI_FILE, BACKGROUND_FILE, paths.SIGNATURE_FILE, "Dockerfile")
 
 
 @dataclass
@@ -96,7 +97,10 @@ def run_build(
     overrides: dict[str, Any] | None = None,
     steps: Steps | None = None,
     precompile_bytecode: bool = True,
+    keep_work: bool = False,
 ) -> BuildResult:
+    """``keep_work``: keep every intermediate model in ``work/``; by default only the fp32
+    export stays (``slimserve bench`` measures against it), whether the build passed or not."""
     steps = steps or Steps()
     config = load_config(folder, overrides)
     out = (out or default_out(config)).resolve()
@@ -110,6 +114,15 @@ def run_build(
     except BaseException:
         _remove_outputs(out)
         raise
+    finally:
+        if not keep_work:
+            _clean_work(work)
+
+
+def _clean_work(work: Path) -> None:
+    for entry in work.iterdir():
+        if entry.name != REFERENCE_FILE:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, Any, ServedInterface]:

@@ -258,14 +258,14 @@ def test_a_big_s3_model_gets_more_tmp_and_therefore_no_snapstart(
     with pytest.raises(OptionsError) as exc_info:
         resolve_settings(big, StackOptions(package="s3", snapstart=True))
     assert str(exc_info.value) == (
-        "snapstart=true is not possible: SnapStart supports at most 512 MB of /tmp "
-        "(package=s3 needs 964 MB for this model)"
+        "snapstart=true is not possible: SnapStart supports at most 512 MiB of /tmp "
+        "(package=s3 needs 964 MiB for this model)"
     )
 
     huge = manifest.model_copy(
         update={"model": manifest.model.model_copy(update={"bytes": 11 << 30})}
     )
-    with pytest.raises(OptionsError, match=r"/tmp, which holds at most 10240 MB"):
+    with pytest.raises(OptionsError, match=r"/tmp, which holds at most 10240 MiB"):
         resolve_settings(huge, StackOptions(package="s3"))
 
 

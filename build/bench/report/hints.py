@@ -13,7 +13,7 @@ from slimserve.build.machine import describe_int8_flags, has_int8_dot_product
 def zip_hint(size: dict[str, Any]) -> str:
     largest = size.get("zip_largest_entries_bytes") or {}
     top = ", ".join(f"{name} {fmt_mib(value)}" for name, value in list(largest.items())[:4])
-    return f"largest unzipped entries: {top}; strip more of them or upload through S3 (no 50 MB limit there)"
+    return f"largest unzipped entries: {top}; strip more of them or upload through S3 (no 50 MiB limit there)"
 
 
 def size_hint(size: dict[str, Any], limit_pct: float) -> str:

@@ -130,7 +130,7 @@ class Gateway:
         config = self.config
         request_id = new_request_id()
         if body_too_large or len(request.body) > config.max_body_bytes:
-            return self.error("body_too_large", request_id, "body over API Gateway's 10 MB limit")
+            return self.error("body_too_large", request_id, "body over API Gateway's 10 MiB limit")
 
         path = unquote(request.path)
         prefix = config.stage_prefix

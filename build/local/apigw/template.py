@@ -95,7 +95,7 @@ def _function_settings(
     if memory_mb is None:
         memory_mb = int(manifest.runtime.memory_mb)
         notes.append(
-            f"{function_id}.MemorySize is not a literal: using the manifest's {memory_mb} MB"
+            f"{function_id}.MemorySize is not a literal: using the manifest's {memory_mb} MiB"
         )
 
     environment: dict[str, str] = {}

@@ -65,6 +65,23 @@ def test_undertrained_student_fails_the_gate(teacher) -> None:
     assert "accuracy loss = " in gate.explain() and "MISSED by" in gate.explain()
 
 
+def test_a_student_that_misses_the_gate_is_named_as_the_loss(teacher) -> None:
+    """When the distilled student already fails on its own, the gate's advice names
+    distillation, not the int8 compression that followed it."""
+    from slimserve.build.compression.stage import compress_and_gate
+    from slimserve.build.pipeline.progress import Steps
+
+    config = load_config(EXAMPLE, {"distill.epochs": 2})
+    reference = Reference(teacher["fp32"], None, ["pixels"])
+    student, _ = distill(config, reference)
+    path = export_onnx(student, config.export, teacher["folder"] / "undertrained-student.onnx")
+    outcome = compress_and_gate(config, reference, AccuracyEvaluator(config, reference), path, teacher["folder"], Steps())
+    assert not outcome.gate.passed and outcome.gate.lost_in == "distill"
+    advice = outcome.gate.explain()
+    assert "the distilled student already misses the gate before compression, so distillation lost it" in advice
+    assert "gentler compression" not in advice
+
+
 def test_training_is_seeded(teacher) -> None:
     from torch import nn
 

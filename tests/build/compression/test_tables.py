@@ -33,8 +33,8 @@ def test_markdown_table_has_a_column_per_check_and_marks_the_choice() -> None:
         "| # | candidate | result | accuracy | accuracy loss | top-1 agreement | size | vs fp32 | median ms | p90 ms | CPU ms | speed-up |"
     )
     assert lines[1] == "|" + "---|" * 12
-    assert lines[2] == "| 0 | fp32 (reference, not eligible) | baseline | 0.9700 | 0.0000 |  | 2.00 MB | 100.0% | 0.5 | 0.6 | 0.45 | 1.00x |"
-    assert lines[3].startswith("| 1 | **dynamic s8 per-channel** | chosen | 0.9694 | 0.0006 |  | 30.0 KB | 1.5% | 0.25 |")
+    assert lines[2] == "| 0 | fp32 (reference, not eligible) | baseline | 0.9700 | 0.0000 |  | 2.00 MiB | 100.0% | 0.5 | 0.6 | 0.45 | 1.00x |"
+    assert lines[3].startswith("| 1 | **dynamic s8 per-channel** | chosen | 0.9694 | 0.0006 |  | 30.00 KiB | 1.5% | 0.25 |")
     assert lines[4] == (
         "| 2 | fp16 | failed gate: accuracy loss 0.02 (needs <= 0.01); size 50.0% of fp32 (max 30%) |  | 0.0200 | 0.9500 |  |  |  |  |  |  |"
     )

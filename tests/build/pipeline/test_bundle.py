@@ -110,7 +110,7 @@ def test_requirements_are_pinned_to_the_build_environment() -> None:
 def test_report_summary_mentions_limits() -> None:
     report = BundleReport("z", 60 * 1024 * 1024, 100 * 1024 * 1024, 10, "3.12", "x86_64", True, [], "0" * 64)
     assert not report.fits_direct_upload and report.fits_unzipped
-    assert "60.0 MB zipped (limit 50 MB for direct upload: OVER: deploy uploads it through S3)" in report.summary()
+    assert "60.0 MiB zipped (limit 50 MiB for direct upload: OVER: deploy uploads it through S3)" in report.summary()
 
 
 def test_explanations_ship_with_numpy_and_onnxruntime_only(digits_build: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 import slimserve.build.compression.stage as stage
 from slimserve.build.errors import ConfigError, GateFailed
@@ -101,11 +103,20 @@ def test_gate_failure_exits_with_explanation_and_no_zip(tmp_path: Path, digits_b
 
 def test_damaged_quantized_model_fails_accuracy_gate(tmp_path: Path, damaged_int8: None) -> None:
     out = tmp_path / "out"
+    console = Console(file=io.StringIO(), width=1000)
     with pytest.raises(GateFailed) as caught:
-        run_build(DIGITS, out=out, steps=Steps())
+        run_build(DIGITS, out=out, steps=Steps(console))
     assert "accuracy loss = " in str(caught.value) and "(must be <= 0.01): MISSED by" in str(caught.value)
     assert caught.value.gate.candidate < 0.5
+    # The advice names the step that lost the accuracy: here the compression itself.
+    assert caught.value.gate.lost_in == "compress" and "or choose a gentler compression (" in str(caught.value)
     _assert_nothing_valid_left(out)
+    # The step list never shows a tick on the failed step.
+    printed = console.file.getvalue()
+    assert "✗ validate accuracy gate on held-out data (data.py:heldout) (gate FAILED, accuracy lost in compress, " in printed
+    assert "✓ validate" not in printed and "✓ compress dynamic-int8" in printed
+    # The scratch is removed, failed or not, except the fp32 export slimserve bench measures.
+    assert sorted(path.name for path in (out / "work").iterdir()) == ["fp32.onnx"]
 
 
 def test_onnx_source_skips_export_and_gates_against_fp32(tmp_path: Path, digits_build: Path) -> None:
@@ -116,8 +127,10 @@ def test_onnx_source_skips_export_and_gates_against_fp32(tmp_path: Path, digits_
     toml = (DIGITS / "slimserve.toml").read_text()
     start, end = toml.index("[source]"), toml.index("[export]")
     (example / "slimserve.toml").write_text(toml[:start] + '[source]\nonnx = "digits.onnx"\n\n' + toml[end:])
-    result = run_build(example, out=tmp_path / "out", steps=Steps(), precompile_bytecode=False)
+    result = run_build(example, out=tmp_path / "out", steps=Steps(), precompile_bytecode=False, keep_work=True)
     assert result.gate.passed
+    # --keep-work keeps every intermediate model.
+    assert {"fp32.onnx", "optimized.onnx", "compressed.onnx"} <= {path.name for path in (tmp_path / "out" / "work").iterdir()}
     assert "export_max_abs_diff" not in result.gate.extra
     assert result.gate.reference == pytest.approx(json.loads((digits_build / "manifest.json").read_text())["validation"]["reference"], abs=0.003)
     assert (tmp_path / "out" / "lambda.zip").is_file()
