@@ -38,7 +38,7 @@ from slimserve.handler.tasks.embedding import DEFAULT_TOKENIZER_FILE
 
 WHAT = "source.huggingface"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-ST_MODULES = "sentence_transformers.models."
+ST_PACKAGE = "sentence_transformers."
 # The modules of modules.json the exported graph reproduces (the first must be the Transformer).
 ST_SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize")
 # RoBERTa-style position ids start after the padding index: two positions are not usable.
@@ -134,7 +134,7 @@ def _check_architecture(model_config: dict[str, Any], task: str, folder: Path) -
 def _check_modules(modules: list[dict[str, Any]], folder: Path) -> None:
     kinds = [str(module.get("type", "")) for module in modules]
     names = [kind.rsplit(".", 1)[-1] for kind in kinds]
-    unsupported = [kind for kind, name in zip(kinds, names) if not kind.startswith(ST_MODULES) or name not in ST_SUPPORTED]
+    unsupported = [kind for kind, name in zip(kinds, names) if not kind.startswith(ST_PACKAGE) or name not in ST_SUPPORTED]
     if unsupported:
         raise ConfigError(
             f"{WHAT}: {folder}/modules.json lists {unsupported[0]}; slimserve exports "

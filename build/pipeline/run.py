@@ -35,6 +35,7 @@ from slimserve.build.gate.portability import (
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.served import manifest_for
 from slimserve.build.gate.validate import GateResult
+from slimserve.build.pipeline import classification
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
 from slimserve.build.pipeline.canary import record_canary
 from slimserve.build.pipeline.huggingface import derive_config
@@ -260,6 +261,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
             out / ZIP_FILE,
             model_files=model_files,
             task=config.task,
+            text_input=classification.takes_text(config),
             python=config.runtime.python,
             architecture=config.runtime.architecture,
             extra_requirements=config.runtime.extra_requirements,
