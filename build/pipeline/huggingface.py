@@ -9,7 +9,8 @@ What is read from the folder (never from a hub: ``HF_HUB_OFFLINE=1`` and ``local
   ``pytorch_model.bin`` files are not loaded;
 - ``tokenizer.json``: the fast tokenizer, shipped beside the model for the handler
   (``task_options.tokenizer_source``); ``tokenizer_config.json``'s ``model_max_length`` and
-  sentence-transformers' ``max_seq_length`` give ``task_options.max_tokens``;
+  sentence-transformers' ``max_seq_length`` give ``task_options.max_tokens``, its ``pad_token``
+  ``task_options.pad_token``;
 - ``modules.json`` (sentence-transformers): its Transformer, Pooling, Dense and Normalize modules
   are loaded by sentence-transformers itself and run inside the exported graph, so the graph maps
   token ids to the finished vector exactly as ``SentenceTransformer.encode`` does.
@@ -75,6 +76,15 @@ class ModelFolder:
         if not isinstance(id2label, dict) or not id2label:
             return None
         return [str(id2label[key]) for key in sorted(id2label, key=lambda key: int(key))]
+
+    @property
+    def pad_token(self) -> str | None:
+        """tokenizer_config.json's pad_token (a string, or an AddedToken's ``content``)."""
+        path = self.path / "tokenizer_config.json"
+        token = _read_json(path).get("pad_token") if path.is_file() else None
+        if isinstance(token, dict):
+            token = token.get("content")
+        return token if isinstance(token, str) else None
 
     @property
     def tokenizer_source(self) -> str:
@@ -176,6 +186,8 @@ def derive_config(config: BuildConfig) -> BuildConfig:
     options: dict[str, Any] = {"tokenizer": DEFAULT_TOKENIZER_FILE, "tokenizer_source": folder.tokenizer_source}
     if folder.max_tokens is not None:
         options["max_tokens"] = folder.max_tokens
+    if folder.pad_token is not None:
+        options["pad_token"] = folder.pad_token
     update: dict[str, Any] = {"task_options": {**options, **config.task_options}}
     if config.task == "embedding":
         pooling = config.task_options.get("pooling")

@@ -105,7 +105,7 @@ def load_model(config: BuildConfig) -> SentenceEncoder | SequenceClassifier:
         encoder = stages[0].auto_model
         wrapped = SentenceEncoder(encoder, _token_inputs(encoder), stages[1:])
     else:
-        from sentence_transformers.models import Normalize, Pooling
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
         from transformers import AutoModel
 
         encoder = _loading(path, lambda: AutoModel.from_pretrained(path, **offline))
@@ -122,7 +122,7 @@ def export_config(config: BuildConfig, model: SentenceEncoder | SequenceClassifi
     output's width (vector size or classes) is fixed, measured on one short text."""
     inputs = [TensorSpec(name=name, datatype="INT64", shape=[-1, -1]) for name in model.input_names]
     with torch.no_grad():
-        probe = model(*(torch.ones((1, 2), dtype=torch.int64) for _ in inputs))
+        probe = model(*(torch.full((1, 2), int(spec.name != "token_type_ids"), dtype=torch.int64) for spec in inputs))
     name = EMBEDDING_OUTPUT if config.task == "embedding" else LOGITS_OUTPUT
     output = TensorSpec(name=name, datatype="FP32", shape=[-1, int(probe.shape[-1])])
     return config.export.model_copy(update={"inputs": inputs, "outputs": [output]})

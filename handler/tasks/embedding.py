@@ -44,10 +44,12 @@ def max_tokens_for(task_options: Mapping[str, Any], limits: Limits) -> int:
     return min(raw, limits.max_tokens)
 
 
-def load_tokenizer(path: Path, max_tokens: int) -> Tokenizer:
+def load_tokenizer(path: Path, max_tokens: int, pad_token: str | None = None) -> Tokenizer:
     """Read ``tokenizer.json``; truncate every text at ``max_tokens`` (special tokens included)
     and pad each batch to its longest text, whatever the file itself says (the MiniLM file
-    pads and truncates at a fixed 128)."""
+    pads and truncates at a fixed 128). ``pad_token`` (``task_options.pad_token``, from a
+    Hugging Face folder's tokenizer_config.json) pads when the file sets no padding: RoBERTa's
+    is ``<pad>`` = 1, not id 0."""
     if not path.is_file():
         raise ModelLoadError(f"tokenizer file not found: {path}")
     try:
@@ -55,6 +57,11 @@ def load_tokenizer(path: Path, max_tokens: int) -> Tokenizer:
     except Exception as exc:  # tokenizers raises plain Exception subclasses from Rust
         raise ModelLoadError(f"cannot load tokenizer {path}: {exc}") from None
     padding = tokenizer.padding or {}
+    if not padding and pad_token is not None:
+        pad_id = tokenizer.token_to_id(pad_token)
+        if pad_id is None:
+            raise ModelLoadError(f"task_options.pad_token {pad_token!r} is not in the tokenizer's vocabulary")
+        padding = {"pad_id": pad_id, "pad_token": pad_token}
     tokenizer.enable_truncation(max_length=max_tokens)
     tokenizer.enable_padding(
         direction=padding.get("direction", "right"),
@@ -130,7 +137,10 @@ class TextInput:
             raise ModelLoadError(f"task_options.tokenizer must be a file name in the model folder, got {file_name!r}")
         folders = _model_dir_candidates(model)
         path = next((folder / file_name for folder in folders if (folder / file_name).is_file()), folders[0] / file_name)
-        self.tokenizer = load_tokenizer(path, self.max_tokens)
+        pad_token = options.get("pad_token")
+        if pad_token is not None and not isinstance(pad_token, str):
+            raise ModelLoadError(f"task_options.pad_token must be a token, got {pad_token!r}")
+        self.tokenizer = load_tokenizer(path, self.max_tokens, pad_token)
         self.feeds = TokenFeeds.for_session(self.tokenizer, model.session)
 
     def texts(self, array: np.ndarray) -> list[str]:

@@ -143,11 +143,12 @@ def test_plain_encoder_needs_a_pooling(tmp_path: Path) -> None:
 
 def test_derived_options_come_from_the_folder(tmp_path: Path) -> None:
     files = {"config.json": json.dumps({**json.loads(BERT), "max_position_embeddings": 512}), "model.safetensors": "",
-             "tokenizer.json": "{}", "tokenizer_config.json": json.dumps({"model_max_length": 128})}
+             "tokenizer.json": "{}", "tokenizer_config.json": json.dumps({"model_max_length": 128, "pad_token": "[PAD]"})}
     config = derive_config(_config(tmp_path, files))
     assert config.labels == ["no", "yes"]
     assert config.task_options == {
         "tokenizer": "tokenizer.json", "tokenizer_source": f"{tmp_path / 'model'}/tokenizer.json", "max_tokens": 128,
+        "pad_token": "[PAD]",
     }
 
 
@@ -202,7 +203,7 @@ def test_classifier_export_matches_transformers(zoo_dir: Path, family: str, tmp_
 
     config = derive_config(load_config(_project(tmp_path / "p", zoo_dir / family, "classification")))
     model = huggingface_torch.load_model(config)
-    assert ("token_type_ids" in model.input_names) == (family == "bert")
+    assert ("token_type_ids" in model.input_names) == (family != "distilbert")
     path = huggingface_torch.export(model, huggingface_torch.export_config(config, model), tmp_path / "model.onnx")
     texts = hfzoo.texts(24, seed=3)
     feeds = TokenFeeds(build_tokenizer(config), {name: np.dtype(np.int64) for name in model.input_names})(texts)
