@@ -128,7 +128,12 @@ def sentence_transformer(folder: Path, pooling: str, dense: bool = False) -> Pat
     """A sentence-transformers folder: Transformer (a plain BERT encoder), Pooling(``pooling``),
     optionally Dense (32 -> 16, tanh), Normalize."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Dense,
+        Normalize,
+        Pooling,
+        Transformer,
+    )
 
     base = encoder(folder.parent / f"{folder.name}-encoder")
     transformer = Transformer(str(base), max_seq_length=48, model_args={"local_files_only": True},

@@ -24,7 +24,7 @@ from slimserve.build.gate.served import ServedRunner, api_inputs, manifest_for
 from slimserve.build.gate.validate import GateResult, label_gate, torch_outputs
 from slimserve.build.pipeline.classification import check_probabilities, expected_labels, takes_text
 from slimserve.build.pipeline.embedding import build_tokenizer
-from slimserve.build.pipeline.interface import served_interface
+from slimserve.build.pipeline.interface import interface_for, served_interface
 from slimserve.handler.tasks.classification import (
     LABEL_OUTPUT,
     predicted_classes,
@@ -68,7 +68,9 @@ class AccuracyEvaluator:
         self.tokens = None
         if takes_text(config):
             self.tokens = TokenFeeds(build_tokenizer(config), {name: np.dtype(np.int64) for name in reference.input_names})
-        self.runner = ServedRunner(manifest_for(config, self.served), reference.fp32_path.parent / SERVED_DIR)
+        self.runner = ServedRunner(
+            manifest_for(config, self.served), reference.fp32_path.parent / SERVED_DIR, interface_for(config).model_files(config)
+        )
         batch = config.validation.batch_size
         self.export_max_abs_diff: float | None = None
         if reference.torch_model is not None:
