@@ -141,7 +141,7 @@ class InferenceService:
         ``context``: the Lambda context, whose remaining time bounds the work."""
         self.check_model(model_name, model_version)
         if self.manifest.explain is None:
-            raise NotFound(f"model '{self.manifest.name}' was built without explanations (explain.enabled = false)")
+            raise NotFound(f"model '{self.manifest.name}' offers no explanations (explain.enabled = false, or a kind of model that gets none: its build log says which)")
         decoded = decode_request(body, header_length=header_length, specs=self.manifest.inputs, limits=self.limits)
         _check_body_names_path(decoded.request.model_name, decoded.request.model_version, model_name, model_version or self.manifest.version)
         produced = self._produce(decoded)

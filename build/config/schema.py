@@ -31,7 +31,8 @@ class _Section(BaseModel):
 
 
 class SourceConfig(_Section):
-    """[source]: the model, either an existing ONNX file or a PyTorch module plus its weights."""
+    """[source]: the model: an existing ONNX file, a PyTorch module plus its weights, or a Hugging Face
+    model folder."""
 
     module: str | None = Field(None, description="PyTorch: the Python file whose factory builds the nn.Module")
     factory: str = Field("build_model", description="PyTorch: the function in source.module that returns the nn.Module")
@@ -47,13 +48,23 @@ class SourceConfig(_Section):
         description="an existing ONNX model (its external data, if any, beside it); its inputs and outputs are "
         "read from the file",
     )
+    huggingface: str | None = Field(
+        None,
+        description="a Hugging Face transformers or sentence-transformers model folder (config.json, "
+        "model.safetensors, tokenizer.json; modules.json for sentence-transformers), read offline; a path, or "
+        "'package:<import name>/<path>' for a folder inside an installed package (docs/huggingface.md)",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
-        if self.onnx is None and self.module is None:
-            raise ValueError("set either source.onnx (an .onnx file) or source.module + source.weights")
-        if self.onnx is not None and self.module is not None:
-            raise ValueError("set only one of source.onnx and source.module")
+        kinds = [name for name in ("onnx", "module", "huggingface") if getattr(self, name) is not None]
+        if not kinds:
+            raise ValueError(
+                "set either source.onnx (an .onnx file), source.module + source.weights, or source.huggingface "
+                "(a model folder)"
+            )
+        if len(kinds) > 1:
+            raise ValueError(f"set only one of source.{' and source.'.join(kinds)}")
         if self.module is not None and self.weights is None:
             raise ValueError("source.module needs source.weights (a .safetensors file or a state dict .pt)")
         return self
@@ -434,6 +445,8 @@ class BuildConfig(_Section):
             )
         if self.validation.calibration is not None and self.validation.calibration == self.validation.data:
             problems.append("validation.calibration: must not be the held-out validation.data")
+        if self.source.huggingface is not None:
+            problems += _huggingface_problems(self)
         if self.prune is not None and self.source.module is None:
             problems.append("prune: pruning needs a PyTorch source (source.module); an ONNX source cannot be pruned")
         if self.prune is not None and self.distill is not None:
@@ -476,4 +489,22 @@ class BuildConfig(_Section):
 
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
+
+
+def _huggingface_problems(config: BuildConfig) -> list[str]:
+    """What source.huggingface decides itself (the folder's config.json and tokenizer)."""
+    problems = []
+    if config.task not in ("embedding", "classification"):
+        problems.append(
+            f"task: source.huggingface serves task = 'embedding' (sentence vectors) or 'classification' "
+            f"(a ...ForSequenceClassification folder); got {config.task!r}"
+        )
+    if config.export.inputs is not None or config.export.outputs is not None:
+        problems.append("export: source.huggingface exports the folder's own inputs and outputs; remove export.inputs / export.outputs")
+    if config.task == "classification" and config.labels is not None:
+        problems.append("labels: source.huggingface takes the labels from the folder's config.json (id2label)")
+    taken = sorted({"tokenizer_source"} & set(config.task_options))
+    if taken:
+        problems.append(f"task_options.{taken[0]}: source.huggingface ships the folder's own tokenizer.json")
+    return problems
 

@@ -31,6 +31,12 @@ class ClassificationOptions(_Options):
         description="what that output holds: logits (score = softmax) or probabilities (score = the value as "
         "is); default: detected from the graph (a final Softmax, a scikit-learn converter's output), else logits",
     )
+    max_tokens: int | None = Field(
+        None,
+        ge=2,
+        description="text classifiers (source.huggingface): texts are cut at min(this, runtime.limits.max_tokens) "
+        "tokens (default: the folder's model_max_length)",
+    )
 
 
 class EmbeddingOptions(_Options):
@@ -44,6 +50,14 @@ class EmbeddingOptions(_Options):
     )
     max_tokens: int | None = Field(
         None, ge=2, description="the model's sequence length; texts are cut at min(this, runtime.limits.max_tokens)"
+    )
+    pooling: Literal["mean", "cls", "max"] | None = Field(
+        None,
+        description="source.huggingface, a plain encoder folder (no modules.json): how token vectors become one "
+        "vector per text (required there; a sentence-transformers folder's modules.json decides)",
+    )
+    normalize: bool | None = Field(
+        None, description="source.huggingface, a plain encoder folder: L2-normalise the pooled vector (default true)"
     )
 
 

@@ -22,14 +22,16 @@ from slimserve.build.errors import ConfigError
 from slimserve.build.gate.reference import Reference, load_dataset
 from slimserve.build.gate.served import ServedRunner, api_inputs, manifest_for
 from slimserve.build.gate.validate import GateResult, label_gate, torch_outputs
-from slimserve.build.pipeline.classification import check_probabilities, expected_labels
-from slimserve.build.pipeline.interface import served_interface
+from slimserve.build.pipeline.classification import check_probabilities, expected_labels, takes_text
+from slimserve.build.pipeline.embedding import build_tokenizer
+from slimserve.build.pipeline.interface import interface_for, served_interface
 from slimserve.handler.tasks.classification import (
     LABEL_OUTPUT,
     predicted_classes,
     probabilities,
     top_labels,
 )
+from slimserve.handler.tasks.embedding import TokenFeeds
 
 SERVED_DIR = "served"  # beside the reference model: the model folders the handler loads
 
@@ -58,14 +60,17 @@ class AccuracyEvaluator:
             )
         self.inputs = api_inputs(self.served, raw_inputs)
         rows = len(next(iter(self.inputs.values())))
-        if len(np.asarray(labels).reshape(-1)) != rows:
+        # No labels (None): the gate is top-1 agreement with the original (its predictions are the
+        # expected labels), e.g. a text classifier scored on texts nobody labelled.
+        self.unlabelled = labels.ndim == 0 and labels.item() is None
+        if not self.unlabelled and len(np.asarray(labels).reshape(-1)) != rows:
             raise ConfigError(f"validation.data {config.validation.data} returned {rows} input rows but {np.asarray(labels).size} labels")
-        self.expected = (
-            expected_labels(labels, list(self.served.labels or []), f"validation.data {config.validation.data}")
-            if self.classification
-            else np.asarray(labels).reshape(-1)
+        self.tokens = None
+        if takes_text(config):
+            self.tokens = TokenFeeds(build_tokenizer(config), {name: np.dtype(np.int64) for name in reference.input_names})
+        self.runner = ServedRunner(
+            manifest_for(config, self.served), reference.fp32_path.parent / SERVED_DIR, interface_for(config).model_files(config)
         )
-        self.runner = ServedRunner(manifest_for(config, self.served), reference.fp32_path.parent / SERVED_DIR)
         batch = config.validation.batch_size
         self.export_max_abs_diff: float | None = None
         if reference.torch_model is not None:
@@ -78,6 +83,12 @@ class AccuracyEvaluator:
         else:
             answers = self.runner.answers(reference.fp32_path, self.inputs, batch)
             self.reference_predictions, self.reference_scores = self._from_answers(answers)
+        if self.unlabelled:
+            self.expected = self.reference_predictions
+        elif self.classification:
+            self.expected = expected_labels(labels, list(self.served.labels or []), f"validation.data {config.validation.data}")
+        else:
+            self.expected = np.asarray(labels).reshape(-1)
         if self.classification and self.kind == "probabilities":
             check_probabilities(self.reference_scores, self.output, declared="scores" in config.task_options)
 
@@ -87,7 +98,10 @@ class AccuracyEvaluator:
         parts: list[list[np.ndarray]] = []
         count = len(next(iter(self.inputs.values())))
         for start in range(0, count, batch):
-            parts.append(run({name: array[start : start + batch] for name, array in self.inputs.items()}))
+            rows = {name: array[start : start + batch] for name, array in self.inputs.items()}
+            if self.tokens is not None:  # a text classifier: the handler's own tokenization
+                rows = self.tokens([str(text) for text in next(iter(rows.values())).tolist()])
+            parts.append(run(rows))
         return {name: np.concatenate([part[index] for part in parts], axis=0) for index, name in enumerate(names)}
 
     def _from_outputs(self, outputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -71,6 +71,8 @@ def unsupported(
         if "attention_mask" not in {spec.name for spec in model_inputs}:
             return "token attributions need a model that takes attention_mask"
         return None
+    if config.task == "classification" and "tokenizer" in config.task_options:
+        return "text classifiers get no explanations yet; token attributions are offered for embeddings"
     if len(model_inputs) != 1 or model_inputs[0].datatype == "BYTES":
         return "Kernel SHAP here explains models with one numeric input tensor"
     return None

@@ -98,9 +98,10 @@ def load_adapter(folder: Path) -> TaskAdapter:
 class ServedRunner:
     """Answers held-out inputs through the handler, for any number of candidate files."""
 
-    def __init__(self, manifest: Manifest, folder: Path) -> None:
+    def __init__(self, manifest: Manifest, folder: Path, files: Mapping[str, Path] | None = None) -> None:
         self.manifest = manifest  # the manifest to ship, but for the model file and validation
         self.folder = folder
+        self.files = dict(files or {})  # what the handler reads beside the model (a tokenizer)
         self._count = 0
 
     def adapter(self, model_path: Path) -> TaskAdapter:
@@ -111,6 +112,8 @@ class ServedRunner:
         shutil.rmtree(folder, ignore_errors=True)
         try:
             stage_model(model_path, self.manifest, folder)
+            for name, path in self.files.items():
+                shutil.copyfile(path, folder / name)
             return load_adapter(folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

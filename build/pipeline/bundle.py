@@ -37,6 +37,8 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # FastAPI is not among them: it declares the API at build time only (see handler/app.py).
 _BASE_REQUIREMENTS = ["onnxruntime", "numpy", "orjson", "mangum", "pydantic", "aws-lambda-powertools"]
 _TASK_REQUIREMENTS = {"embedding": ["tokenizers"]}
+# A model that takes texts (a text classifier) tokenizes in the handler whatever its task.
+_TEXT_REQUIREMENTS = ["tokenizers"]
 # Installed without their dependencies: tokenizers declares huggingface_hub (and through it
 # httpx, yaml, tqdm, ...) for downloading from the hub, which the handler never does: 10 MB zipped.
 _NO_DEPS = {"tokenizers"}
@@ -128,9 +130,10 @@ class BundleReport:
         return {**asdict(self), "fits_direct_upload": self.fits_direct_upload, "fits_unzipped": self.fits_unzipped}
 
 
-def runtime_requirements(task: str, extra: Iterable[str] = ()) -> list[str]:
+def runtime_requirements(task: str, extra: Iterable[str] = (), text_input: bool = False) -> list[str]:
     pinned = []
-    for name in [*_BASE_REQUIREMENTS, *_TASK_REQUIREMENTS.get(task, [])]:
+    wanted = [*_BASE_REQUIREMENTS, *_TASK_REQUIREMENTS.get(task, []), *(_TEXT_REQUIREMENTS if text_input else [])]
+    for name in dict.fromkeys(wanted):
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -265,6 +268,7 @@ def build_zip(
     *,
     model_files: dict[str, Path],
     task: str,
+    text_input: bool = False,
     python: str,
     architecture: str,
     extra_requirements: Iterable[str] = (),
@@ -272,7 +276,7 @@ def build_zip(
     cache: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> BundleReport:
-    requirements = runtime_requirements(task, extra_requirements)
+    requirements = runtime_requirements(task, extra_requirements, text_input)
     dependencies = install_dependencies(requirements, python=python, architecture=architecture, cache=cache, log=log)
     staging = zip_path.parent / ".lambda-staging"
     shutil.rmtree(staging, ignore_errors=True)

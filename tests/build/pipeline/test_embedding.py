@@ -18,8 +18,9 @@ from slimserve.build.pipeline.embedding import (
     model_files,
     serve,
 )
+from slimserve.build.pipeline.huggingface import derive_config
 from slimserve.build.pipeline.onnxfile import ModelInterface
-from slimserve.build.pipeline.source import load_torch_model, package_file
+from slimserve.build.pipeline.source import package_file
 from slimserve.handler.manifest import TensorSpec
 from slimserve.handler.tasks.embedding import TokenFeeds
 
@@ -30,7 +31,7 @@ MINILM = EXAMPLES_DIR / "minilm"
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(MINILM)
+    return derive_config(load_config(MINILM))
 
 
 def _model(outputs: list[TensorSpec]) -> ModelInterface:
@@ -92,15 +93,19 @@ def minilm(test):
 
 
 @minilm
-def test_reference_module_is_sentence_transformers_all_minilm(config) -> None:
-    """examples/minilm/model.py + the package's weights == sentence-transformers' pipeline
-    (reference.json, written by examples/minilm/make_reference.py)."""
+def test_folder_module_is_sentence_transformers_all_minilm(config) -> None:
+    """The module the build exports from the package's sentence-transformers folder, fed by the
+    handler's tokenizer, == SentenceTransformer.encode (reference.json, written by
+    examples/minilm/make_reference.py)."""
     import torch
 
+    from slimserve.build.pipeline.huggingface_torch import load_model
+
     expected = json.loads((MINILM / "reference.json").read_text(encoding="utf-8"))
-    assert expected["max_seq_length"] == 256
-    names = [spec.name for spec in config.export.inputs]
-    model = load_torch_model(config)
+    assert expected["max_seq_length"] == 256 == config.task_options["max_tokens"]
+    model = load_model(config)
+    names = model.input_names
+    assert names == ["input_ids", "attention_mask", "token_type_ids"]
     feeds = TokenFeeds(build_tokenizer(config), {name: np.dtype(np.int64) for name in names})
     with torch.no_grad():
         ours = np.concatenate(

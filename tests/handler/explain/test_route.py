@@ -164,7 +164,7 @@ def test_model_built_without_explanations_is_404(tmp_path: Path) -> None:
         response = client.post("/v2/models/identity/explain", json=body)
         assert "explain" not in client.get("/v2/models/identity").json()["parameters"]
     assert response.status_code == 404
-    assert response.json() == {"error": "model 'identity' was built without explanations (explain.enabled = false)"}
+    assert response.json() == {"error": "model 'identity' offers no explanations (explain.enabled = false, or a kind of model that gets none: its build log says which)"}
 
 
 def test_handler_init_never_imports_the_explainer(digits_build: Path) -> None:
