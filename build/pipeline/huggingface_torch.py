@@ -69,6 +69,15 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+def _quiet() -> None:
+    """The build's step list is the progress: transformers' own bars ("Loading weights") and
+    warnings would break into it."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 def _token_inputs(model: nn.Module) -> list[str]:
     """The tokenizer outputs the encoder takes (DistilBERT has no token_type_ids)."""
     parameters = inspect.signature(model.forward).parameters
@@ -88,6 +97,7 @@ def _loading(what: str, load: Callable[[], Loaded]) -> Loaded:
 def load_model(config: BuildConfig) -> SentenceEncoder | SequenceClassifier:
     """The folder as one module in eval mode (``input_names``: the token inputs it takes)."""
     _offline()
+    _quiet()
     folder = read_folder(config)
     path = str(folder.path)
     offline = {"local_files_only": True, "trust_remote_code": False}

@@ -11,6 +11,7 @@ import pytest
 from slimserve.build.config import load_config
 from slimserve.build.errors import ConfigError
 from slimserve.build.pipeline import embedding
+from slimserve.build.pipeline.huggingface import derive_config
 from slimserve.build.pipeline.interface import TASKS, interface_for
 from slimserve.build.pipeline.onnxfile import ModelInterface
 from slimserve.handler.manifest import Task, TensorSpec
@@ -62,8 +63,8 @@ def test_tensor_calibration_is_the_dataset_and_is_required() -> None:
 
 
 def test_embedding_calibration_is_tokenized_texts() -> None:
-    config = load_config(EXAMPLES_DIR / "minilm")
-    names = [spec.name for spec in config.export.inputs or []]
+    config = derive_config(load_config(EXAMPLES_DIR / "minilm"))
+    names = ["input_ids", "attention_mask", "token_type_ids"]  # the BERT folder's inputs
     feeds = interface_for(config).calibration_inputs(config, names)
     assert list(feeds) == names
     texts = embedding.load_texts(config, config.validation.calibration, "validation.calibration")
