@@ -113,14 +113,15 @@ def classifier(family: str, folder: Path) -> Path:
     return folder
 
 
-def encoder(folder: Path, family: str = "bert") -> Path:
-    """A plain encoder (``BertModel``), no modules.json: pooling is the build's choice."""
+def encoder(folder: Path, family: str = "bert", vocab_size: int | None = None) -> Path:
+    """A plain encoder (``BertModel``), no modules.json: pooling is the build's choice.
+    ``vocab_size``: embedding rows beyond the tokenizer's (for feeds of arbitrary token ids)."""
     from transformers import AutoModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_size = _tokenizer(family, folder)
+    rows = max(_tokenizer(family, folder), vocab_size or 0)
     _seed(7)
-    AutoModel.from_config(_config(family, vocab_size, initializer_range=0.2)).eval().save_pretrained(folder)
+    AutoModel.from_config(_config(family, rows, initializer_range=0.2)).eval().save_pretrained(folder)
     return folder
 
 

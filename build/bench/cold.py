@@ -13,8 +13,12 @@ Contenders (each run spawns a new process; runs go floor, slimserve, baselines, 
   string in the manifest) and calls ``handler(event, context)`` with an HTTP API event
   carrying the infer request; done when it returns status 200.
 - ``pytorch_fastapi``: what a user would write without slimserve (build/bench/baselines/):
-  FastAPI + Mangum serving the original PyTorch module and weights; the project venv's Python
-  (it needs torch), also ``-S`` with only the venv's site-packages on the path.
+  FastAPI + Mangum serving the original PyTorch model; the project venv's Python (it needs
+  torch). For ``source.module``: the module and its weights, ``-S`` with only the venv's
+  site-packages on the path. For ``source.huggingface``: the folder loaded offline exactly as the
+  build loaded it (``huggingface_torch.load_model``: transformers / sentence-transformers,
+  ``local_files_only``), with the venv's ``site`` (its .pth files make an editable slimserve
+  importable).
 - ``onnx_fastapi``: a minimal hand-written FastAPI + Mangum + onnxruntime handler on the same
   shipped model, target Python, the unpacked zip plus a FastAPI layer installed for the target
   Python and byte-compiled by it (skipped when that layer cannot be installed).
@@ -202,28 +206,51 @@ def _zip_contenders(setting: _Setting) -> list[Contender]:
 
 
 def _pytorch_contender(setting: _Setting) -> Contender | str:
-    """FastAPI + Mangum serving the original PyTorch module, or why it is not measured."""
+    """FastAPI + Mangum serving the original PyTorch model, or why it is not measured."""
     from slimserve.build.pipeline.source import resolve_path, resolve_weights
 
     example = setting.example
     if not example.has_torch_source:
-        return "no PyTorch source: the PyTorch baseline is not measured"
-    source = example.config.source
-    handler_file = "torch_text_handler.py" if example.is_text else "torch_tensor_handler.py"
-    torch_env = {
-        **setting.baseline_env(venv_site_packages(), handler_file),
-        "BENCH_MODEL_PY": str(example.config.path(source.module)),
-        "BENCH_FACTORY": source.factory,
-        "BENCH_WEIGHTS": str(resolve_weights(example.config)),
-    }
-    if example.is_text:
-        reference = example.config.task_options.get("tokenizer_source") or example.config.task_options.get("tokenizer", "tokenizer.json")
-        torch_env["BENCH_TOKENIZER"] = str(resolve_path(example.config, reference, "task_options.tokenizer_source"))
-    description = (
-        f"Python {sys.version_info[0]}.{sys.version_info[1]} -S with the venv's site-packages: "
-        f"{handler_file} (FastAPI + Mangum + torch, original weights)"
-    )
-    return Contender("pytorch_fastapi", [sys.executable, "-S", "-c", DRIVER], torch_env, setting.tmp, description)
+        return "no PyTorch source (source.onnx): the PyTorch baseline is not measured"
+    config = example.config
+    source = config.source
+    python = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+    tokenizer = None
+    if example.is_text or source.huggingface is not None:
+        reference = config.task_options.get("tokenizer_source") or config.task_options.get("tokenizer", "tokenizer.json")
+        tokenizer = str(resolve_path(config, reference, "task_options.tokenizer_source"))
+    if source.huggingface is not None:
+        assert tokenizer is not None
+        handler_file = "torch_huggingface_handler.py"
+        env = {
+            **setting.baseline_env([], handler_file),
+            "BENCH_EXAMPLE": str(example.folder),
+            "BENCH_TOKENIZER": tokenizer,
+            "BENCH_MAX_TOKENS": str(min(config.task_options.get("max_tokens") or 512, config.runtime.limits.max_tokens)),
+            "BENCH_PAD_TOKEN": str(config.task_options.get("pad_token") or "[PAD]"),
+        }
+        # With site: an editable slimserve is importable only through its .pth finder.
+        command = [sys.executable, "-c", DRIVER]
+        description = (
+            f"{python} with the venv's site: {handler_file} (FastAPI + Mangum + torch; {source.huggingface} "
+            "loaded offline by huggingface_torch.load_model, as the build loaded it)"
+        )
+    else:
+        handler_file = "torch_text_handler.py" if example.is_text else "torch_tensor_handler.py"
+        assert source.module is not None
+        env = {
+            **setting.baseline_env(venv_site_packages(), handler_file),
+            "BENCH_MODEL_PY": str(config.path(source.module)),
+            "BENCH_FACTORY": source.factory,
+            "BENCH_WEIGHTS": str(resolve_weights(config)),
+        }
+        if tokenizer is not None:
+            env["BENCH_TOKENIZER"] = tokenizer
+        command = [sys.executable, "-S", "-c", DRIVER]
+        description = (
+            f"{python} -S with the venv's site-packages: {handler_file} (FastAPI + Mangum + torch, original weights)"
+        )
+    return Contender("pytorch_fastapi", command, env, setting.tmp, description)
 
 
 def _onnx_fastapi_contender(setting: _Setting, cache: Path, console: Console) -> Contender | str:

@@ -19,6 +19,7 @@ from slimserve.build.local.apigw.events import (
     build_http_api_v2_event,
     new_trace_id,
 )
+from slimserve.build.pipeline.huggingface import derive_config
 from slimserve.handler.manifest import MANIFEST_FILE, Manifest, load_manifest
 
 # 16 tokens with [CLS] and [SEP] for all-MiniLM-L6-v2's tokenizer: the "1 x 16" request.
@@ -34,7 +35,9 @@ class Example:
 
     @cached_property
     def config(self) -> BuildConfig:
-        return load_config(self.folder)
+        """slimserve.toml as the build read it (a Hugging Face folder's tokenizer, sequence
+        length and labels filled in)."""
+        return derive_config(load_config(self.folder))
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -66,7 +69,26 @@ class Example:
 
     @property
     def has_torch_source(self) -> bool:
-        return self.config.source.module is not None
+        """A PyTorch original exists: ``source.module`` + weights or ``source.huggingface``."""
+        source = self.config.source
+        return source.module is not None or source.huggingface is not None
+
+    def torch_original(self) -> tuple[Any, list[str]]:
+        """The PyTorch model the build exported, loaded as the build loads it (the factory and
+        its weights, or the Hugging Face folder offline through ``huggingface_torch.load_model``),
+        in eval mode, and the names of its positional inputs in order."""
+        source = self.config.source
+        if source.huggingface is not None:
+            from slimserve.build.pipeline import huggingface_torch
+
+            model = huggingface_torch.load_model(self.config)
+            return model, list(model.input_names)
+        if source.module is None:
+            raise ValueError(f"{self.name}: source.onnx has no PyTorch original")
+        from slimserve.build.pipeline.source import load_torch_model
+
+        assert self.config.export.inputs is not None  # required with source.module (config schema)
+        return load_torch_model(self.config), [spec.name for spec in self.config.export.inputs]
 
 
 def infer_body(example: Example, batch: int = 1, seed: int = 0) -> bytes:

@@ -1,8 +1,9 @@
 """Section 1, model speed: PyTorch eager fp32, ONNX Runtime fp32 and the shipped slimserve model
 on the same inputs, at 1 and 2 threads, batch 1 x 16 tokens and batch 8 x 64.
 
-- PyTorch eager: the example's own nn.Module and weights (``source.module``), fp32, in
-  ``torch.inference_mode()``, ``torch.set_num_threads(n)``.
+- PyTorch eager: the model the build exported, loaded as the build loads it (``source.module``
+  + weights, or a ``source.huggingface`` folder through ``huggingface_torch.load_model``,
+  offline), fp32, in ``torch.inference_mode()``, ``torch.set_num_threads(n)``.
 - ONNX Runtime fp32: the uncompressed export (``dist/<name>/work/fp32.onnx``) with onnxruntime's
   default session options (all graph optimizations) and ``n`` intra-op threads: what a user gets
   by exporting and running the model without slimserve.
@@ -99,17 +100,15 @@ def measure_speed(
 ) -> dict[str, Any]:
     torch_model = None
     torch_note = None
+    order: list[str] = []
     if example.has_torch_source:
         import torch
 
-        from slimserve.build.pipeline.source import load_torch_model
-
-        torch_model = load_torch_model(example.config)
+        torch_model, order = example.torch_original()
         torch_version = torch.__version__
     else:
         torch_note = "no PyTorch source (source.onnx): PyTorch eager not measured"
         torch_version = None
-    order = [spec.name for spec in (example.config.export.inputs or example.manifest.inputs)]
     cells: list[dict[str, Any]] = []
     for thread_count in threads:
         if torch_model is not None:
@@ -169,7 +168,10 @@ def measure_speed(
             f"{warmup} runs each; median/p90 of per-call wall time (time.perf_counter)"
         ),
         "engines": {
-            "pytorch_eager_fp32": "example nn.Module + weights, torch.inference_mode(), torch.set_num_threads(n)",
+            "pytorch_eager_fp32": (
+                "the model the build exported (source.module + weights, or the source.huggingface folder via "
+                "huggingface_torch.load_model, offline), torch.inference_mode(), torch.set_num_threads(n)"
+            ),
             "onnxruntime_fp32": "work/fp32.onnx, onnxruntime default options (ORT_ENABLE_ALL), intra_op=n, inter_op=1",
             "slimserve": (
                 "shipped model.onnx with slimserve.handler.model.session_options(n, manifest runtime.onnxruntime) "
