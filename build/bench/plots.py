@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slimserve.build.bench.report.targets import TARGETS
 from slimserve.build.figures import pyplot, save_figure
 
 ENGINE_COLORS = {"pytorch_eager_fp32": "#d62728", "onnxruntime_fp32": "#1f77b4", "slimserve": "#2ca02c"}
@@ -62,10 +63,10 @@ def _draw_cold_start(axes: list[Any], name: str, cold: dict[str, Any]) -> None:
     floor = cold["contenders"]["floor"].get("median_total_ms")
     if floor:
         axis.axvline(floor, color="black", linestyle=":", label="floor")
-        axis.axvline(2 * floor, color="green", linestyle="--", label="2× floor (target)")
+        axis.axvline(TARGETS["cold_vs_floor_x"] * floor, color="green", linestyle="--", label=f"{TARGETS['cold_vs_floor_x']:g}× floor (target)")
     torch = cold["contenders"].get("pytorch_fastapi", {}).get("median_total_ms")
     if torch:
-        axis.axvline(0.15 * torch, color="red", linestyle="--", label="15 % of PyTorch (target)")
+        axis.axvline(TARGETS["cold_vs_pytorch_pct"] / 100 * torch, color="red", linestyle="--", label=f"{TARGETS['cold_vs_pytorch_pct']:g} % of PyTorch (target)")
     axis.invert_yaxis()
     axis.set_xlabel("ms from process spawn to first answer (median)")
     axis.set_title(f"{name}: cold start")
