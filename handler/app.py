@@ -123,6 +123,10 @@ def _too_large(size: int, limit: int) -> str:
 class SlimserveApp:
     """A pure ASGI app: route table, body limit, request id, one place that maps errors."""
 
+    # It awaits nothing but the server's receive/send (no I/O, no timers): under Mangum its
+    # cycle runs without an event loop (handler/gateway.py's InlineHTTPCycle).
+    never_waits = True
+
     def __init__(self, service: InferenceService, routes: list[Route], *, max_body_bytes: int) -> None:
         self.service = service
         self.routes = [(route, route.pattern) for route in routes]

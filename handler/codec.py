@@ -65,6 +65,12 @@ def _refuse_constant(name: str) -> Any:
     raise BadRequest(f"non-finite number {name} is not allowed in JSON tensor data")
 
 
+# json.dumps with options builds a new encoder on every call; this is the one it would build,
+# made once (~0.7 us per call, four calls per response). (Not so for json.loads: it also
+# refuses a UTF-8 BOM, with its own message, before decoding.)
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def decode_request(
     body: bytes,
     *,
@@ -392,7 +398,7 @@ def encode_response(
 
 def _dumps(value: Any) -> str:
     # allow_nan=False: a non-finite number must never become an invalid JSON literal.
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _json_data(array: np.ndarray) -> str:

@@ -17,7 +17,15 @@ from mangum import Mangum
 from mangum.handlers import alb, api_gateway
 from mangum.handlers.api_gateway import APIGateway, HTTPGateway
 from mangum.protocols import HTTPCycle
-from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, LambdaHandler, Scope
+from mangum.types import (
+    ASGI,
+    LambdaConfig,
+    LambdaContext,
+    LambdaEvent,
+    LambdaHandler,
+    Response,
+    Scope,
+)
 
 
 def _server_and_port(headers: dict[str, Any]) -> tuple[str, int]:
@@ -76,6 +84,22 @@ class StagedAPIGateway(APIGateway):
         return scope
 
 
+class InlineHTTPCycle(HTTPCycle):
+    """Mangum's HTTP cycle, stepped inline, for an app that declares ``never_waits`` (the
+    SlimserveApp: it awaits only this cycle's ``receive``, whose body is already queued, and
+    ``send``, which only records). Its coroutine then finishes at its first step, without an
+    event-loop task and two loop iterations per request (~9 of Mangum's ~13 us, measured)."""
+
+    def __call__(self, app: ASGI) -> Response:
+        coroutine = self.run(app)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return {"status": self.status, "headers": self.headers, "body": self.body}
+        coroutine.close()
+        raise RuntimeError("an app that declares never_waits waited on something")
+
+
 def _error_result(status: int, message: str) -> dict[str, Any]:
     return {
         "statusCode": status,
@@ -114,7 +138,8 @@ class SlimserveMangum(Mangum):
             return super().__call__(event, context)
         # Mangum.__call__ with lifespan="off", on the handler already inferred (Mangum would
         # infer it again): one HTTP cycle through the app, the result in the event's format.
-        return handler(HTTPCycle(handler.scope, handler.body)(self.app))
+        cycle = InlineHTTPCycle if getattr(self.app, "never_waits", False) else HTTPCycle
+        return handler(cycle(handler.scope, handler.body)(self.app))
 
 
 def make_lambda_handler(app: Any) -> SlimserveMangum:

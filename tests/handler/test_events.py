@@ -153,3 +153,30 @@ def test_a_lone_surrogate_in_the_path_is_a_404_with_valid_json(lambda_handler, k
     assert result["statusCode"] == 404
     assert body_of(result) == {"error": "model '\ud800x' not found; this endpoint serves 'digits'"}
     assert "\\ud800x" in result["body"]
+
+
+def test_a_request_is_served_without_an_event_loop(lambda_handler, monkeypatch) -> None:
+    # The app never waits, so Mangum's cycle is stepped inline (handler/gateway.py), not on a loop.
+    import asyncio
+
+    def no_loop() -> None:
+        raise AssertionError("the event loop was used")
+
+    monkeypatch.setattr(asyncio, "get_event_loop", no_loop)
+    result = lambda_handler(make_event("http", "GET", "/v2/health/live"), None)
+    assert result["statusCode"] == 200 and body_of(result) == {"live": True}
+
+
+def test_an_app_that_may_wait_still_runs_on_mangums_event_loop() -> None:
+    import asyncio
+
+    from slimserve.handler.gateway import make_lambda_handler
+
+    async def waiting_app(scope, receive, send) -> None:
+        request = await receive()
+        await asyncio.sleep(0.001)  # a real timer: only an event loop can finish this app
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": request["body"][::-1]})
+
+    result = make_lambda_handler(waiting_app)(make_event("http", "POST", "/echo", body="abc"), None)
+    assert result["statusCode"] == 201 and result["body"] == "cba"

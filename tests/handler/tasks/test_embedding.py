@@ -68,6 +68,17 @@ def test_token_feeds_give_the_models_inputs_as_int64(package_tokenizer_file: Pat
     assert arrays["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]  # "" is [CLS] [SEP]
 
 
+def test_token_feeds_for_one_text_are_its_row_of_a_batch(package_tokenizer_file: Path) -> None:
+    # One text takes tokenizer.encode, not encode_batch (cheaper): the tensors must not differ.
+    tokenizer = load_tokenizer(package_tokenizer_file, 8)
+    feeds = TokenFeeds(tokenizer, dict.fromkeys(("input_ids", "attention_mask", "token_type_ids"), np.dtype(np.int64)))
+    for text in ("", "Hi.", "word " * 40, "héllo wörld 😀"):
+        alone, batch = feeds([text]), feeds([text, text])
+        for name, array in alone.items():
+            assert array.shape[0] == 1 and array.tolist() == batch[name][:1].tolist(), (text, name)
+    assert feeds(["word " * 40])["input_ids"].shape == (1, 8)  # truncated as in a batch
+
+
 def test_max_tokens_is_the_model_length_capped_by_the_limit() -> None:
     assert max_tokens_for({}, Limits()) == 256
     assert max_tokens_for({"max_tokens": 128}, Limits()) == 128
