@@ -2,15 +2,17 @@
 (``load``). Every command that reads the file (build, local, invoke, synth, deploy, diff,
 destroy, bench) goes through ``load_config``."""
 
-from slimserve.build.config.load import load_config, unknown_key_message
-from slimserve.build.config.schema import (
+from slimserve.build.config.compression import (
     AutoConfig,
-    BuildConfig,
     CandidateConfig,
     CompressionConfig,
     DistillConfig,
-    ExportConfig,
     PruneConfig,
+)
+from slimserve.build.config.load import load_config, unknown_key_message
+from slimserve.build.config.schema import (
+    BuildConfig,
+    ExportConfig,
     RuntimeConfig,
     SourceConfig,
     ValidationConfig,
