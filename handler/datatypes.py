@@ -20,6 +20,9 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
     "BYTES": np.dtype(object),
 }
 
+# The floating-point datatypes (class scores, attributions and canary comparisons need one).
+FLOAT_DATATYPES = ("FP16", "FP32", "FP64")
+
 NUMPY_TO_V2: dict[np.dtype, str] = {v: k for k, v in V2_TO_NUMPY.items()}
 
 ORT_TO_V2: dict[str, str] = {

@@ -25,7 +25,7 @@ from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ConfigError
 from slimserve.build.gate.reference import load_dataset
 from slimserve.build.gate.validate import GateCheck, onnx_session
-from slimserve.handler.datatypes import V2_TO_NUMPY
+from slimserve.handler.datatypes import FLOAT_DATATYPES, V2_TO_NUMPY
 from slimserve.handler.explain.games import cosine, patch_groups, tensor_game, token_game
 from slimserve.handler.explain.shapley import KERNEL_SHAP, LEAVE_ONE_OUT, SHAPLEY_SAMPLING, estimate
 from slimserve.handler.manifest import Explain, TensorSpec
@@ -48,24 +48,21 @@ class ExplainPlan:
     texts: list[str] | None  # embeddings: the held-out texts explained for the report
 
 
-NUMERIC_OUTPUTS = ("FP32", "FP64", "FP16", "BF16")
-
-
 def explained_output(task: str, scored_output: str, outputs: list[TensorSpec]) -> str | None:
     """The output an explanation attributes: the class scores for classification, else the model's
     first floating-point output (a converter's string or integer label has no attribution)."""
     if task == "classification":
         return scored_output
-    return next((spec.name for spec in outputs if spec.datatype in NUMERIC_OUTPUTS), None)
+    return next((spec.name for spec in outputs if spec.datatype in FLOAT_DATATYPES), None)
 
 
 def unsupported(
-    config: BuildConfig, model_inputs: list[TensorSpec], explained: str | None = "", outputs: list[TensorSpec] | None = None
+    config: BuildConfig, model_inputs: list[TensorSpec], model_outputs: list[TensorSpec], explained: str | None
 ) -> str | None:
-    """Why this model (whose ONNX inputs are ``model_inputs``) gets no explanations, or None.
-    ``explained``: the output explanations attribute (None: the model has no numeric output)."""
+    """Why this model (its ONNX inputs and outputs) gets no explanations, or None. ``explained``:
+    the output explanations attribute (``explained_output``; None: the model has no float output)."""
     if explained is None:
-        names = [f"{spec.name} ({spec.datatype})" for spec in outputs or []]
+        names = [f"{spec.name} ({spec.datatype})" for spec in model_outputs]
         return f"attributions need a floating-point output; the model's are {', '.join(names)}"
     if config.task == "embedding":
         if "attention_mask" not in {spec.name for spec in model_inputs}:

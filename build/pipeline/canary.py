@@ -26,6 +26,7 @@ import numpy as np
 from slimserve.build.config import BuildConfig
 from slimserve.build.gate.reference import load_dataset
 from slimserve.handler.app import create_app
+from slimserve.handler.datatypes import FLOAT_DATATYPES
 from slimserve.handler.errors import SlimserveError
 from slimserve.handler.manifest import (
     MANIFEST_FILE,
@@ -91,7 +92,7 @@ def _top1_output(manifest: Manifest, scored: str) -> str | None:
     [batch, classes]), else the model's first such output (a raw model scored on its label
     tensor also returns the probabilities), else the scored one if it is numeric at all."""
     specs = {spec.name: spec for spec in manifest.outputs}
-    scores = [spec.name for spec in manifest.outputs if spec.datatype in ("FP16", "FP32", "FP64") and len(spec.shape) == 2]
+    scores = [spec.name for spec in manifest.outputs if spec.datatype in FLOAT_DATATYPES and len(spec.shape) == 2]
     if scored in scores:
         return scored
     if scores:

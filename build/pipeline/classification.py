@@ -23,12 +23,12 @@ import numpy as np
 from slimserve.build.config import BuildConfig
 from slimserve.build.errors import ConfigError, ModelError
 from slimserve.build.pipeline.onnxfile import ModelInterface, ServedInterface
+from slimserve.handler.datatypes import FLOAT_DATATYPES
 from slimserve.handler.manifest import TensorSpec
 from slimserve.handler.tasks.classification import LABEL_OUTPUT, SCORE_OUTPUT
 
 ADDED_OUTPUTS = (LABEL_OUTPUT, SCORE_OUTPUT)
 TEXT_INPUT = "text"
-_FLOATS = ("FP16", "FP32", "FP64")
 PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
@@ -43,7 +43,7 @@ def _describe(specs: list[TensorSpec]) -> str:
 
 
 def scores_output(config: BuildConfig, model: ModelInterface) -> TensorSpec:
-    candidates = [spec for spec in model.outputs if spec.datatype in _FLOATS and len(spec.shape) == 2]
+    candidates = [spec for spec in model.outputs if spec.datatype in FLOAT_DATATYPES and len(spec.shape) == 2]
     named = config.task_options.get("output")
     if named is not None:
         if named not in model.output_names:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from slimserve.build.errors import ModelError
+from slimserve.handler.datatypes import FLOAT_DATATYPES
 from slimserve.handler.manifest import TensorSpec
 
 OPSETS = range(13, 22)  # default-domain opsets slimserve builds (onnxruntime's tools are tested on them)
@@ -357,7 +358,7 @@ def _probability_outputs(model: Any, outputs: list[TensorSpec], producers: dict[
     labelled = any(spec.datatype in ("INT64", "BYTES") and len(spec.shape) == 1 for spec in outputs)
     classifier = model.producer_name in _SKLEARN_PRODUCERS and labelled
     for spec in outputs:
-        if spec.datatype not in ("FP32", "FP64", "FP16"):
+        if spec.datatype not in FLOAT_DATATYPES:
             continue
         node = _producer(spec.name, producers)
         if (node is not None and node.op_type == "Softmax") or classifier:

@@ -301,7 +301,7 @@ def _explain(
     """What POST .../explain offers, and the report's global importance, original vs shipped."""
     model_inputs = served.model.inputs
     explained = explained_output(config.task, served.scored_output, served.model.outputs)
-    reason = unsupported(config, model_inputs, explained, served.model.outputs)
+    reason = unsupported(config, model_inputs, served.model.outputs, explained)
     if reason is not None:
         if config.validation.min_explanation_agreement is not None:
             raise ConfigError(f"validation.min_explanation_agreement: this model gets no explanations ({reason})")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from slimserve.handler.datatypes import FLOAT_DATATYPES
 from slimserve.handler.errors import BadRequest, ModelLoadError, Unprocessable, clip
 from slimserve.handler.explain.budget import CostModel, calibrate, check_budget, remaining_seconds
 from slimserve.handler.explain.games import (
@@ -166,7 +167,7 @@ class Explainer:
             return score_rows, float(served[0, target]), {"target": target, "label": labels[target], "explained": what}
         # The first floating-point output (the build offers explanations only if there is one):
         # a converter's string or integer label output has no attribution.
-        output = next(spec.name for spec in self.model.manifest.outputs if spec.datatype in ("FP32", "FP64", "FP16", "BF16"))
+        output = next(spec.name for spec in self.model.manifest.outputs if spec.datatype in FLOAT_DATATYPES)
         row = np.asarray(produced[output])[0].reshape(-1)
         target = 0 if request_target is None else request_target
         if not _integer(target) or not 0 <= target < row.size:
